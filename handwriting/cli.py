@@ -1,0 +1,73 @@
+"""The ``handwriting`` command (also ``python -m handwriting``).
+
+Each sub-command lives in its own module, which provides ``configure(parser)`` and ``run(args) -> int``;
+only the module of the command being run is imported, so ``handwriting --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import HandwritingError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "write": ("handwriting.generate", "write text in handwriting to .svg/.png/.gif/.gcode"),
+    "page": ("handwriting.generate_page", "write a text file as a page of handwriting"),
+    "models": ("handwriting.pretrained", "list the pretrained models shipped with the course"),
+    "train": ("handwriting.train", "train a model (graves, transformer, mdn-transformer, recognizer)"),
+    "evaluate": ("handwriting.evaluate", "likelihood and legibility of a model"),
+    "data": ("handwriting.datasets.download", "download or locate data sets (bigbank)"),
+    "bench": ("handwriting.bench", "speed benchmarks, side by side with the peers"),
+    "course": ("handwriting.course", "execute every notebook headless (QUICK mode) into build/course/"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: handwriting COMMAND [options]   (handwriting COMMAND --help for details)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "examples:", '  handwriting write "hello world" --bias 1.5 -o hello.svg', "  handwriting models"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"handwriting: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, help_ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("handwriting"):
+            print(f"handwriting {name}: not available in this version ({exc.name} is missing)", file=sys.stderr)
+            return 2
+        raise
+    parser = argparse.ArgumentParser(
+        prog=f"handwriting {name}",
+        description=(module.__doc__ or help_).strip().split("\n\n")[0],
+        epilog=getattr(module, "EPILOG", None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.configure(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except HandwritingError as exc:
+        print(f"handwriting {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"handwriting {name}: interrupted", file=sys.stderr)
+        return 130

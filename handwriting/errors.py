@@ -1,0 +1,9 @@
+"""Exceptions with messages that say what went wrong, where, and how to fix it."""
+
+
+class HandwritingError(Exception):
+    """Base class: the command line prints these as one line and exits non-zero."""
+
+
+class DataError(HandwritingError, ValueError):
+    """Bad input data: the message names the file (and line/sample/field) and the fix."""
