@@ -7,3 +7,7 @@ class HandwritingError(Exception):
 
 class DataError(HandwritingError, ValueError):
     """Bad input data: the message names the file (and line/sample/field) and the fix."""
+
+
+class OutputError(HandwritingError, OSError):
+    """An output file could not be written: the message names the path and the fix."""
