@@ -98,7 +98,7 @@ def check_offsets(offsets: np.ndarray, where: str = "sequence") -> np.ndarray:
     notbit = (eos != 0) & (eos != 1)
     if notbit.any():
         i = int(np.argmax(notbit))
-        raise StrokeError(f"{where}: row {i} has end_of_stroke={eos[i]!r}; it must be 0 or 1")
+        raise StrokeError(f"{where}: row {i} has end_of_stroke={float(eos[i])!r}; it must be 0 or 1")
     if eos[-1] != 1:
         raise StrokeError(f"{where}: the last row must end a stroke (end_of_stroke=1); set offsets[-1, 2] = 1")
     return arr
@@ -269,22 +269,36 @@ def denoise(offsets: np.ndarray, window: int = 7, order: int = 3) -> np.ndarray:
     return from_strokes(out)
 
 
+def _mean_slant(moves: np.ndarray, iterations: int = 4) -> float:
+    """Mean slant (dx per unit dy) of the near-vertical ``moves`` ``(n, 2)``; 0 when there are too few.
+
+    Iterated: the first pass takes moves within 45 degrees of vertical (so writing slanted by up to 1 is
+    measured), the later ones those within about 27 degrees of the current estimate (robust to connectors)."""
+    k = 0.0
+    for it in range(iterations):
+        dx = moves[:, 0] - k * moves[:, 1]
+        steep = np.abs(moves[:, 1]) > (1.0 if it == 0 else 2.0) * np.abs(dx) + 1e-12
+        if steep.sum() < 3:
+            break
+        sgn = np.sign(moves[steep, 1])
+        k += float(np.sum(dx[steep] * sgn) / np.sum(moves[steep, 1] * sgn))
+    return k
+
+
 def align(offsets: np.ndarray, slant: bool = True) -> np.ndarray:
     """Rotate so the baseline is horizontal (least-squares line through the points) and, optionally, remove
-    the mean slant (shear so that near-vertical pen movements become vertical)."""
+    the mean slant (shear so that near-vertical pen movements become vertical).
+
+    Slant and tilt disturb each other's estimates, so with ``slant`` the two steps are repeated a few times."""
     pts = to_absolute(offsets)
     xy = pts[:, :2] - pts[:, :2].mean(axis=0)
-    if len(xy) >= 2 and np.ptp(xy[:, 0]) > 0:
-        a = np.polyfit(xy[:, 0], xy[:, 1], 1)[0]
-        xy = xy @ _rotation(-math.atan(a)).T
-    if slant:
-        d = np.diff(xy, axis=0)
-        pen = pts[:-1, 2] == 0  # moves within a stroke (the previous point did not end one)
-        d = d[pen]
-        steep = d[np.abs(d[:, 1]) > 2 * np.abs(d[:, 0]) + 1e-12]
-        if len(steep) >= 3:
-            steep = steep * np.sign(steep[:, 1:2])
-            k = float(np.sum(steep[:, 0]) / np.sum(steep[:, 1]))  # mean dx per unit dy
+    within = pts[:-1, 2] == 0  # moves within a stroke (the previous point did not end one)
+    for _ in range(3 if slant else 1):
+        if len(xy) >= 2 and np.ptp(xy[:, 0]) > 0:
+            a = np.polyfit(xy[:, 0], xy[:, 1], 1)[0]
+            xy = xy @ _rotation(-math.atan(a)).T
+        if slant:
+            k = _mean_slant(np.diff(xy, axis=0)[within])
             xy[:, 0] -= k * xy[:, 1]
     out = np.hstack([xy, pts[:, 2:3]])
     res = to_offsets(out)
