@@ -1,0 +1,488 @@
+"""Write text in handwriting with a trained model: :func:`write` and the ``handwriting write`` command.
+
+``write("hello world")`` loads the default pretrained model, wraps the text into lines, samples every line
+of every requested sample in one batch, converts the result back to data units with the model's
+normaliser, and lays the lines out top to bottom.  The result is a :class:`Written` — a
+:class:`~handwriting.strokes.Sample` (``offsets``, ``text``) that also keeps each line, the seed that made
+it and, on request, the model's internals (the attention window φ, κ, mixture parameters, or the
+transformer's cross-attention) for plotting.
+
+Models it drives: Graves' synthesis network (``model.sample(text, ...)``, bias as in Graves §5.4, priming
+as in §5.5) and text-conditioned token models with ``generate`` and a ``tokenizer`` (the cursive
+transformer; there the bias sharpens the distribution: temperature = 1 / (1 + bias)).  Any other model
+with a ``sample(text=..., text_mask=..., bias=..., generator=...)`` returning normalised offsets works too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import DataError, HandwritingError
+from .strokes import Normalizer, Sample, check_offsets, to_absolute, to_offsets
+
+__all__ = ["Written", "write", "resolve_model", "wrap_text", "layout_lines", "configure", "run", "EPILOG"]
+
+DEFAULT_MAX_LINE_CHARS = 50
+
+EPILOG = """examples:
+  handwriting write "hello world" -o hello.svg
+  handwriting write "The quick brown fox" --bias 2 --seed 7 -o fox.png
+  handwriting write "line one\\nline two" --model runs/graves/best -o lines.svg
+  handwriting write "in my style" --prime my_hand.json -o mine.gif      (prime with your own sample)
+  echo "from stdin" | handwriting write - -o out.gcode --width 120      (G-code: width in mm)
+
+--model takes a pretrained name (see `handwriting models`) or a checkpoint path (runs/x/best). Bias 0
+samples the model as trained; higher values write more neatly (Graves 2013, §5.4). The same --seed gives
+the same handwriting.
+"""
+
+
+@dataclass
+class Written(Sample):
+    """Generated handwriting: the laid-out ``offsets`` and ``text`` (lines joined with ``\\n``) of a
+    :class:`~handwriting.strokes.Sample`, plus ``lines`` (one Sample per written line, in data units),
+    ``seed``, ``bias``, ``stopped`` (per line: did the model end the line itself, rather than the length
+    guard) and ``internals`` (per line, with ``return_internals=True``)."""
+
+    lines: list = field(default_factory=list)
+    seed: int | None = None
+    bias: float = 0.0
+    stopped: list = field(default_factory=list)
+    internals: list | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# models
+
+_CACHE: dict[tuple, Any] = {}
+
+
+def resolve_model(model: Any = None, device: str | None = None):
+    """``None`` → the default pretrained model; a name → :func:`~handwriting.pretrained.load_pretrained`;
+    a path (``runs/x/best``, ``.safetensors`` or ``.json``) → :func:`~handwriting.checkpoint.load_model`;
+    a module → itself.  Loaded models are cached (by path and modification time)."""
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return model
+    from . import checkpoint as ckpt
+    from . import pretrained
+
+    device = device or "cpu"
+    name = pretrained.DEFAULT_MODEL if model is None else os.fspath(model)
+    weights, meta_path = ckpt.model_paths(name)
+    is_path = any(c in name for c in "/\\") or name.endswith((".safetensors", ".json")) or weights.is_file()
+    if is_path:
+        if not weights.is_file():
+            raise ckpt.CheckpointError(f"{weights}: no such checkpoint; train one with `handwriting train ...` or fix the path")
+        key = ("path", str(weights.resolve()), weights.stat().st_mtime_ns, device)
+        if key not in _CACHE:
+            _CACHE[key] = ckpt.load_model(weights, device=device)[0]
+        return _CACHE[key]
+    try:
+        w = pretrained.find_pretrained(name)
+    except pretrained.PretrainedError as exc:
+        if model is None:
+            raise pretrained.PretrainedError(
+                f"write() with no model uses the pretrained model {name!r}, which is not installed. {exc}"
+            ) from None
+        raise
+    key = ("pretrained", str(w.resolve()), w.stat().st_mtime_ns if w.is_file() else 0, device)
+    if key not in _CACHE:
+        _CACHE[key] = pretrained.load_pretrained(name, device=device)
+    return _CACHE[key]
+
+
+def _alphabet(model):
+    alphabet = getattr(model, "alphabet", None)
+    if alphabet is None:
+        raise HandwritingError(
+            f"{type(model).__name__} has no alphabet: set model.alphabet = Alphabet(chars) (the characters it "
+            "was trained on), or load it from a checkpoint, which stores it"
+        )
+    if isinstance(alphabet, str):
+        from .datasets.torch_data import Alphabet
+
+        alphabet = Alphabet(alphabet)
+    return alphabet
+
+
+def _kind(model) -> str:
+    if callable(getattr(model, "generate", None)) and getattr(model, "tokenizer", None) is not None:
+        return "tokens"
+    sample = getattr(model, "sample", None)
+    if callable(sample):
+        import inspect
+
+        params = inspect.signature(sample).parameters
+        if "text" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return "strokes"
+        raise HandwritingError(
+            f"{type(model).__name__} writes no text (an unconditional model such as the prediction network); "
+            "draw from it with model.sample(...) instead, or use a synthesis model"
+        )
+    raise HandwritingError(f"{type(model).__name__} cannot write text: it has neither sample(text=...) nor generate()")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# text and layout
+
+
+def wrap_text(text: str, max_line_chars: int) -> list[str]:
+    """Split at ``\\n`` and wrap each paragraph at word boundaries into lines of at most ``max_line_chars``
+    characters (longer words are cut).  Blank lines are kept as ``""``."""
+    if max_line_chars < 1:
+        raise DataError(f"max_line_chars must be at least 1, got {max_line_chars}")
+    lines: list[str] = []
+    for para in text.replace("\r\n", "\n").split("\n"):
+        para = " ".join(para.split())
+        if not para:
+            lines.append("")
+            continue
+        lines += textwrap.wrap(para, max_line_chars, break_long_words=True, break_on_hyphens=False)
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return lines
+
+
+def layout_lines(lines: Sequence[np.ndarray | None], line_gap: float = 0.6) -> np.ndarray:
+    """Lay out lines top to bottom as one offsets sequence: each line starts at x = 0 and its baseline
+    (10th percentile of its y) sits one pitch below the previous line's; the pitch is ``(1 + line_gap)`` ×
+    the median line height.  ``None`` entries are blank lines (they take a pitch and draw nothing)."""
+    arrays = [None if a is None else check_offsets(a, f"line {i}") for i, a in enumerate(lines)]
+    drawn = [a for a in arrays if a is not None]
+    if not drawn:
+        raise DataError("layout_lines: nothing to lay out (every line is blank)")
+    heights = [float(np.ptp(to_absolute(a)[:, 1])) for a in drawn]
+    heights = [h for h in heights if h > 0]
+    pitch = (1.0 + line_gap) * (float(np.median(heights)) if heights else 1.0)
+    out = []
+    for k, a in enumerate(arrays):
+        if a is None:
+            continue
+        p = to_absolute(a)
+        p[:, 0] -= p[:, 0].min()
+        p[:, 1] += -np.percentile(p[:, 1], 10) - k * pitch
+        out.append(p)
+    return to_offsets(np.vstack(out)).astype(np.float32)
+
+
+def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
+    bad = sorted({c for ln in lines for c in ln if c not in alphabet})
+    if not bad:
+        return lines
+    if unknown == "replace":
+        rep = alphabet.replacement if getattr(alphabet, "replacement", None) else next((c for c in "? " if c in alphabet), None)
+        if rep is None:
+            rep = alphabet.chars[0]
+        return ["".join(c if c in alphabet else rep for c in ln) for ln in lines]
+    if unknown != "error":
+        raise DataError(f"unknown must be 'error' or 'replace', got {unknown!r}")
+    chars = "".join(getattr(alphabet, "chars", ""))
+    shown = ", ".join(repr(c) for c in bad)
+    raise DataError(
+        f"the model cannot write {len(bad)} character(s) of the text: {shown}; it knows {len(chars)} characters "
+        f"({chars!r}). Remove or replace them, or pass unknown='replace' (--unknown replace)"
+    )
+
+
+def _prime_parts(prime: Any) -> tuple[np.ndarray, str]:
+    if isinstance(prime, Sample):
+        off, text = prime.offsets, prime.text
+    elif isinstance(prime, (tuple, list)) and len(prime) == 2:
+        off, text = prime
+    else:
+        raise DataError("prime must be a Sample or a pair (offsets, text)")
+    off = check_offsets(off, "prime")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError("prime: the priming sample needs its text (what it says) to prime the window")
+    return off, text
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sampling
+
+
+def _sample_strokes(model, rows, alphabet, normalizer, bias_rows, generator, prime, internals, max_steps):
+    import torch
+
+    device = next(model.parameters()).device
+    ids = [alphabet.encode(t) for t in rows]
+    U = max(len(i) for i in ids)
+    text = torch.zeros(len(rows), U, dtype=torch.long)
+    for r, i in enumerate(ids):
+        text[r, : len(i)] = torch.tensor(i, dtype=torch.long)
+    kwargs: dict[str, Any] = dict(
+        text=text.to(device), text_mask=(text != 0).to(device),
+        bias=torch.tensor(bias_rows, dtype=torch.float32, device=device), generator=generator,
+    )  # fmt: skip
+    if max_steps is not None:
+        kwargs["max_steps"] = int(max_steps)
+    if internals:
+        kwargs["internals"] = True
+    if prime is not None:
+        from .models.graves import Prime
+
+        off, ptext = prime
+        x = off.copy()
+        x[0, :2] = 0.0  # like the training data: the pen's start position carries no information
+        x = torch.from_numpy(normalizer.normalize(x))[None].expand(len(rows), -1, -1).to(device)
+        pids = torch.tensor(alphabet.encode(ptext + " "), dtype=torch.long)[None].expand(len(rows), -1).to(device)
+        kwargs["prime"] = Prime(x=x.contiguous(), text=pids.contiguous())
+    res = model.sample(**kwargs)
+    seqs = [normalizer.denormalize(s) for s in res.sequences()]
+    stopped = [bool(s) for s in res.stopped.tolist()] if hasattr(res, "stopped") else [True] * len(rows)
+    extra = None
+    if internals:
+        extra = []
+        params = res.biased_params() if hasattr(res, "biased_params") else None
+        U_full = res.text_mask.sum(1).tolist() if getattr(res, "text_mask", None) is not None else [U] * len(rows)
+        for r in range(len(rows)):
+            n = len(seqs[r])
+            d: dict[str, Any] = {"text": rows[r]}
+            for k, v in (res.internals or {}).items():
+                a = v[r, :n].detach().float().cpu().numpy()
+                d[k] = a[:, : int(U_full[r])] if k == "phi" else a
+            if params is not None:
+                d["params"] = params.map(lambda t: t[r, :n].detach().cpu()) if hasattr(params, "map") else params
+                d["pi"] = torch.softmax(params.pi_logits[r, :n].float(), -1).cpu().numpy()
+                d["eos"] = torch.sigmoid(params.eos_logit[r, :n].float()).cpu().numpy()
+            if prime is not None:
+                d["full_text"] = prime[1] + " " + rows[r]
+            extra.append(d)
+    return seqs, stopped, extra
+
+
+def _sample_tokens(model, rows, alphabet, bias_rows, generator, prime, internals, max_steps):
+    import torch
+
+    device = next(model.parameters()).device
+    tok = model.tokenizer
+    prefix = None
+    n_prime = 0
+    texts = list(rows)
+    if prime is not None:
+        off, ptext = prime
+        x = off.copy()
+        x[0, :2] = 0.0
+        ptoks = tok.encode(x, bos=True, end=False)
+        prefix = torch.as_tensor(ptoks, dtype=torch.long)[None].expand(len(rows), -1)
+        n_prime = len(tok.decode(ptoks))
+        texts = [ptext + " " + t for t in rows]
+    ids = [alphabet.encode(t) for t in texts]
+    U = max(len(i) for i in ids)
+    text = torch.zeros(len(rows), U, dtype=torch.long)
+    for r, i in enumerate(ids):
+        text[r, : len(i)] = torch.tensor(i, dtype=torch.long)
+    seqs, stopped, extra = [], [], [] if internals else None
+    # one temperature per call: group rows by bias (usually a single group)
+    by_bias: dict[float, list[int]] = {}
+    for r, b in enumerate(bias_rows):
+        by_bias.setdefault(float(b), []).append(r)
+    results: dict[int, tuple] = {}
+    for b, idx in by_bias.items():
+        out = model.generate(
+            text[idx].to(device), (text[idx] != 0).to(device), max_new_tokens=max_steps, temperature=1.0 / (1.0 + b),
+            generator=generator, prefix_tokens=None if prefix is None else prefix[idx].to(device),
+            return_attention=internals,
+        )  # fmt: skip
+        tokens, attn = (out if internals else (out, None))
+        for j, r in enumerate(idx):
+            results[r] = (tokens[j], None if attn is None else attn[j])
+    from .models.tokenizer import END
+
+    for r in range(len(rows)):
+        tokens, attn = results[r]
+        off = tok.decode(tokens)[n_prime:]
+        if len(off) == 0:
+            off = np.array([[0.0, 0.0, 1.0]], np.float32)
+        off = off.copy()
+        off[-1, 2] = 1.0
+        seqs.append(off)
+        stopped.append(bool((tokens == END).any()))
+        if internals:
+            extra.append({"text": rows[r], "tokens": tokens.cpu().numpy(), "attention": attn.float().cpu().numpy()})
+    return seqs, stopped, extra
+
+
+def write(
+    text: str,
+    model: Any = None,
+    bias: float | Sequence[float] = 0.5,
+    prime: Any = None,
+    seed: int | None = None,
+    samples: int = 1,
+    return_internals: bool = False,
+    max_line_chars: int | None = None,
+    unknown: str = "error",
+    max_steps: int | None = None,
+    line_gap: float = 0.6,
+    device: str | None = None,
+) -> Written | list[Written]:
+    """Write ``text`` in handwriting; returns a :class:`Written` (a list of them for ``samples > 1`` or a
+    list of biases).
+
+    text: any text; ``\\n`` starts a new line and lines longer than ``max_line_chars`` (default: what the
+        model was trained on, else 50) are wrapped at word boundaries.  Every line of every sample is drawn
+        in one batch.
+    model: ``None`` (the default pretrained model), a pretrained name, a checkpoint path, or a model.
+    bias: Graves' sampling bias (0: as trained; larger: neater).  A list gives one sample per value.
+    prime: a :class:`~handwriting.strokes.Sample` (or ``(offsets, text)``) in data units whose style the
+        writing continues (Graves §5.5); its text must use the model's characters.
+    seed: the same seed gives the same handwriting; ``None`` draws one (kept in ``.seed``).
+    unknown: characters the model does not know raise a :class:`~handwriting.errors.DataError` listing them
+        (``"error"``) or are replaced (``"replace"``).
+    max_steps: a cap on the points per line (default: the model's own length guard).
+    """
+    import torch
+
+    if not isinstance(text, str):
+        raise DataError(f"write: text must be a string, got {type(text).__name__}")
+    m = resolve_model(model, device)
+    kind = _kind(m)
+    alphabet = _alphabet(m)
+    normalizer = getattr(m, "normalizer", None) or Normalizer()
+    if max_line_chars is None:
+        max_line_chars = int(getattr(getattr(m, "config", None), "text_len", 0) or DEFAULT_MAX_LINE_CHARS)
+    lines = wrap_text(text, max_line_chars)
+    if not any(lines):
+        raise DataError("write: the text is empty; give some characters to write")
+    lines = _check_chars(lines, alphabet, unknown)
+    biases = [float(b) for b in bias] if isinstance(bias, (list, tuple, np.ndarray)) else None
+    if biases is not None:
+        if samples not in (1, len(biases)):
+            raise DataError(f"write: {len(biases)} bias values but samples={samples}; give one bias per sample")
+        n = len(biases)
+    else:
+        n = int(samples)
+        biases = [float(bias)] * n
+    if n < 1:
+        raise DataError("write: samples must be at least 1")
+    if any(b < 0 for b in biases):
+        raise DataError(f"write: bias must be >= 0, got {biases}")
+    prime_parts = None
+    if prime is not None:
+        off, ptext = _prime_parts(prime)
+        (ptext,) = _check_chars([ptext], alphabet, unknown)
+        prime_parts = (off, ptext)
+    if seed is None:
+        seed = secrets.randbits(31)
+    written = [i for i, ln in enumerate(lines) if ln]
+    rows = [lines[i] for _ in range(n) for i in written]
+    bias_rows = [biases[s] for s in range(n) for _ in written]
+    dev = next(m.parameters()).device
+    generator = torch.Generator(device=dev).manual_seed(int(seed))
+    was_training = m.training
+    m.eval()
+    try:
+        if kind == "strokes":
+            seqs, stopped, extra = _sample_strokes(
+                m, rows, alphabet, normalizer, bias_rows, generator, prime_parts, return_internals, max_steps
+            )
+        else:
+            seqs, stopped, extra = _sample_tokens(m, rows, alphabet, bias_rows, generator, prime_parts, return_internals, max_steps)
+    finally:
+        m.train(was_training)
+    out = []
+    per = len(written)
+    for s in range(n):
+        mine = seqs[s * per : (s + 1) * per]
+        slots: list[np.ndarray | None] = [None] * len(lines)
+        for j, i in enumerate(written):
+            slots[i] = mine[j]
+        line_samples = [Sample(o, text=lines[i], source="generated") for o, i in zip(mine, written)]
+        out.append(
+            Written(
+                layout_lines(slots, line_gap),
+                text="\n".join(lines),
+                writer=getattr(m, "pretrained_name", None) or type(m).__name__,
+                source=f"generated:seed={seed}:bias={biases[s]}",
+                lines=line_samples,
+                seed=int(seed),
+                bias=biases[s],
+                stopped=stopped[s * per : (s + 1) * per],
+                internals=None if extra is None else extra[s * per : (s + 1) * per],
+            )
+        )
+    return out if (n > 1 or isinstance(bias, (list, tuple, np.ndarray))) else out[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `handwriting write`
+
+
+def configure(parser) -> None:
+    parser.add_argument("text", help="the text to write ('-' reads it from standard input; \\n starts a new line)")
+    parser.add_argument("--model", "-m", default=None, help="pretrained name or checkpoint path (default: the default pretrained model)")
+    parser.add_argument("--bias", "-b", type=float, default=0.5, help="sampling bias: 0 = as trained, higher = neater (default 0.5)")
+    style = parser.add_mutually_exclusive_group()
+    style.add_argument("--style", default=None, help="prime with a named style: a samples file NAME.json in data/styles")
+    style.add_argument("--prime", default=None, metavar="FILE", help="prime with the first sample of a handwriting-samples JSON file")
+    parser.add_argument("--prime-index", type=int, default=0, help="which sample of the --prime/--style file (default 0)")
+    parser.add_argument("--seed", "-s", type=int, default=None, help="random seed (same seed, same handwriting)")
+    parser.add_argument("--output", "-o", default="handwriting.svg", help="output file: .svg .png .gif .gcode .html (default handwriting.svg)")
+    parser.add_argument("--width", type=float, default=None, help="image width in pixels (G-code: millimetres)")
+    parser.add_argument("--color", default=None, help="ink colour (svg/png/gif), e.g. navy or #1a1a80")
+    parser.add_argument("--max-line-chars", type=int, default=None, help="wrap lines at this many characters")
+    parser.add_argument("--unknown", choices=("error", "replace"), default="error", help="characters the model does not know")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
+
+
+def _styles_dir() -> Path:
+    env = os.environ.get("HANDWRITING_STYLES")
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "data" / "styles"
+
+
+def _load_prime(path: Path, index: int) -> Sample:
+    from .datasets.jsonink import load_samples
+
+    samples = load_samples(path)
+    if not samples:
+        raise DataError(f"{path}: holds no samples to prime with")
+    if not 0 <= index < len(samples):
+        raise DataError(f"{path}: --prime-index {index} is out of range (the file has {len(samples)} samples)")
+    return samples[index]
+
+
+def run(args) -> int:
+    from .export import save
+
+    text = sys.stdin.read() if args.text == "-" else args.text.replace("\\n", "\n")
+    prime = None
+    if args.prime:
+        prime = _load_prime(Path(args.prime), args.prime_index)
+    elif args.style:
+        path = _styles_dir() / f"{args.style}.json"
+        if not path.is_file():
+            have = sorted(p.stem for p in _styles_dir().glob("*.json")) if _styles_dir().is_dir() else []
+            raise DataError(
+                f"no style named {args.style!r} ({path} does not exist); "
+                + (f"available: {', '.join(have)}" if have else "no styles are installed; use --prime FILE")
+            )
+        prime = _load_prime(path, args.prime_index)
+    result = write(
+        text, model=args.model, bias=args.bias, prime=prime, seed=args.seed, max_line_chars=args.max_line_chars,
+        unknown=args.unknown, device=args.device,
+    )  # fmt: skip
+    out = Path(args.output)
+    options: dict[str, Any] = {}
+    from .export import SUFFIXES
+
+    fmt = SUFFIXES.get(out.suffix.lower())
+    if args.width is not None and fmt in ("svg", "png", "gif", "gcode"):
+        options["width_mm" if fmt == "gcode" else "width"] = args.width if fmt == "gcode" else int(args.width)
+    if args.color is not None and fmt in ("svg", "png", "gif"):
+        options["color"] = args.color
+    path = save(result.offsets, out, **options)
+    print(f"wrote {path} ({len(result.offsets)} points, seed {result.seed})")
+    return 0

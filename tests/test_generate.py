@@ -1,0 +1,287 @@
+"""write(): determinism, lines and layout, unknown characters, priming, internals; pretrained models by name;
+the `handwriting write` and `handwriting models` commands.  Tiny untrained models stand in for trained ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from handwriting import checkpoint as ckpt
+from handwriting.errors import DataError
+from handwriting.strokes import Normalizer, Sample, to_absolute
+
+graves = pytest.importorskip("handwriting.models.graves", reason="handwriting.models.graves is not available yet")
+torch_data = pytest.importorskip("handwriting.datasets.torch_data", reason="the data layer is not available yet")
+
+from handwriting import generate, pretrained  # noqa: E402
+from handwriting.generate import Written, layout_lines, wrap_text, write  # noqa: E402
+
+CHARS = " abcdefghijklmnopqrstuvwxyz."
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_synthesis(seed: int = 0):
+    torch.manual_seed(seed)
+    alphabet = torch_data.Alphabet(CHARS)
+    m = graves.SynthesisNetwork(graves.GravesConfig(alphabet_size=len(alphabet), hidden=12, layers=2, mixtures=3, window_mixtures=2))
+    m.alphabet = alphabet
+    m.normalizer = Normalizer(mean=(0.01, 0.0), std=(0.03, 0.04))
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_synthesis()
+
+
+@pytest.fixture
+def pretrained_dir(tmp_path, monkeypatch):
+    d = tmp_path / "pretrained"
+    ckpt.save_model(d / "tiny", tiny_synthesis(), {"metrics": {"nll_per_sequence": -12.5, "nll_per_point": -0.5}, "training": {"steps": 7}})
+    monkeypatch.setenv("HANDWRITING_PRETRAINED", str(d))
+    generate._CACHE.clear()
+    return d
+
+
+# ----------------------------------------------------------------------------------------------------------
+# write()
+
+
+def test_same_seed_same_handwriting(model):
+    a = write("hello there", model=model, seed=11, max_steps=40)
+    b = write("hello there", model=model, seed=11, max_steps=40)
+    c = write("hello there", model=model, seed=12, max_steps=40)
+    assert isinstance(a, Written) and isinstance(a, Sample)
+    assert np.array_equal(a.offsets, b.offsets) and a.seed == 11
+    assert not np.array_equal(a.offsets, c.offsets)
+    assert a.offsets.dtype == np.float32 and a.offsets[-1, 2] == 1
+    d = write("hello there", model=model, max_steps=10)
+    assert isinstance(d.seed, int)  # a drawn seed is kept, so the result can be repeated
+    assert np.array_equal(write("hello there", model=model, seed=d.seed, max_steps=10).offsets, d.offsets)
+
+
+def test_denormalised_with_the_models_normaliser(model):
+    w = write("ab", model=model, seed=1, max_steps=30)
+    seqs = []
+    orig = model.sample
+
+    def spy(**kw):
+        res = orig(**kw)
+        seqs.append(res.sequences())
+        return res
+
+    model.sample = spy
+    try:
+        w2 = write("ab", model=model, seed=1, max_steps=30)
+    finally:
+        del model.sample
+    np.testing.assert_allclose(w2.lines[0].offsets, model.normalizer.denormalize(seqs[0][0]), rtol=1e-6)
+    assert np.array_equal(w.offsets, w2.offsets)
+
+
+def test_lines_wrapped_sampled_in_one_batch_and_laid_out(model):
+    calls = []
+    orig = model.sample
+
+    def spy(**kw):
+        calls.append(kw["text"].shape)
+        return orig(**kw)
+
+    model.sample = spy
+    try:
+        out = write("the quick brown fox\njumps", model=model, seed=3, max_steps=30, max_line_chars=10, samples=2)
+    finally:
+        del model.sample
+    assert calls == [(6, 9)]  # 3 lines × 2 samples, one call; the longest line has 9 characters
+    assert isinstance(out, list) and len(out) == 2
+    w = out[0]
+    assert w.text == "the quick\nbrown fox\njumps" and [ln.text for ln in w.lines] == ["the quick", "brown fox", "jumps"]
+    assert len(w.offsets) == sum(len(ln.offsets) for ln in w.lines)
+    # top to bottom: each line's points lie lower than the previous line's baseline region, starting at x = 0
+    pts = to_absolute(w.offsets)
+    bounds = np.cumsum([0] + [len(ln.offsets) for ln in w.lines])
+    bases = [np.percentile(pts[a:b, 1], 10) for a, b in zip(bounds[:-1], bounds[1:])]
+    assert bases[0] > bases[1] > bases[2]
+    assert all(abs(pts[a:b, 0].min()) < 1e-4 for a, b in zip(bounds[:-1], bounds[1:]))
+    assert not np.array_equal(out[0].offsets, out[1].offsets)  # two samples differ
+
+
+def test_bias_list_gives_one_sample_per_bias(model):
+    out = write("ab", model=model, bias=[0.0, 1.0, 10.0], seed=2, max_steps=30)
+    assert [w.bias for w in out] == [0.0, 1.0, 10.0]
+    with pytest.raises(DataError, match="one bias per sample"):
+        write("ab", model=model, bias=[0.0, 1.0], samples=3)
+
+
+def test_unknown_characters(model):
+    with pytest.raises(DataError) as e:
+        write("Hello, wörld!", model=model)
+    msg = str(e.value)
+    for c in "H,ö!":
+        assert repr(c) in msg
+    assert "unknown='replace'" in msg and "4 character(s)" in msg
+    w = write("Hello, wörld!", model=model, unknown="replace", seed=0, max_steps=10)
+    assert w.text == " ello  w rld " and len(w.lines) == 1
+
+
+def test_empty_text_and_bad_arguments(model):
+    with pytest.raises(DataError, match="empty"):
+        write(" \n \n", model=model)
+    with pytest.raises(DataError, match="bias must be >= 0"):
+        write("ab", model=model, bias=-1)
+
+
+def test_priming_and_internals(model):
+    prime = write("ab ab", model=model, seed=5, max_steps=25)
+    plain = write("cd", model=model, seed=9, max_steps=25, return_internals=True)
+    primed = write("cd", model=model, seed=9, max_steps=25, prime=Sample(prime.offsets, "ab ab"), return_internals=True)
+    assert not np.array_equal(plain.offsets, primed.offsets)
+    d = plain.internals[0]
+    n = len(plain.lines[0].offsets)
+    assert d["phi"].shape == (n, 2) and d["kappa"].shape == (n, 2) and d["pi"].shape == (n, 3)
+    assert np.allclose(d["pi"].sum(-1), 1, atol=1e-5)
+    assert primed.internals[0]["phi"].shape[1] == len("ab ab cd") and primed.internals[0]["full_text"] == "ab ab cd"
+    same = write("cd", model=model, seed=9, max_steps=25, prime=(prime.offsets, "ab ab"))
+    assert np.array_equal(same.offsets, primed.offsets)
+    with pytest.raises(DataError, match="needs its text"):
+        write("cd", model=model, prime=(prime.offsets, ""))
+
+
+def test_wrap_and_layout_helpers():
+    assert wrap_text("one two three", 7) == ["one two", "three"]
+    assert wrap_text("a\n\nb", 10) == ["a", "", "b"]
+    assert wrap_text("abcdefghij", 4) == ["abcd", "efgh", "ij"]
+    assert wrap_text("\n  x  y \n\n", 10) == ["x y"]
+    line = np.array([[0, 0, 0], [1, 1, 0], [1, -1, 1]], np.float32)
+    out = layout_lines([line, None, line])
+    pts = to_absolute(out)
+    pitch = (1 + 0.6) * 1.0
+    assert np.isclose(np.percentile(pts[:3, 1], 10) - np.percentile(pts[3:, 1], 10), 2 * pitch)  # a blank line between
+    with pytest.raises(DataError):
+        layout_lines([None])
+
+
+def test_unconditional_model_cannot_write():
+    m = graves.PredictionNetwork(graves.GravesConfig(hidden=8, layers=1, mixtures=2))
+    m.alphabet = torch_data.Alphabet("ab")
+    with pytest.raises(Exception, match="writes no text"):
+        write("ab", model=m)
+
+
+def test_transformer_writes_too():
+    tr = pytest.importorskip("handwriting.models.transformer")
+    from handwriting.models.tokenizer import PolarTokenizer
+
+    tok = PolarTokenizer()
+    alphabet = torch_data.Alphabet(CHARS)
+    torch.manual_seed(0)
+    cfg = tr.CursiveTransformerConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, d_model=16, n_head=2,
+                                      text_len=20, alphabet_size=len(alphabet), tokenizer=tok.to_dict())  # fmt: skip
+    m = tr.CursiveTransformer(cfg)
+    m.alphabet = alphabet
+    a = write("hi\nyou", model=m, seed=4, max_steps=30, return_internals=True)
+    b = write("hi\nyou", model=m, seed=4, max_steps=30)
+    assert np.array_equal(a.offsets, b.offsets) and len(a.lines) == 2
+    assert a.internals[0]["attention"].ndim == 4
+
+
+# ----------------------------------------------------------------------------------------------------------
+# models by name and by path
+
+
+def test_default_model_missing_says_how_to_get_one(tmp_path, monkeypatch, model):
+    monkeypatch.setenv("HANDWRITING_PRETRAINED", str(tmp_path / "empty"))
+    monkeypatch.setattr(pretrained, "REPO_DIR", tmp_path / "nothing")
+    generate._CACHE.clear()
+    with pytest.raises(pretrained.PretrainedError) as e:
+        write("hello")
+    msg = str(e.value)
+    assert pretrained.DEFAULT_MODEL in msg and "handwriting train graves" in msg and "model=" in msg
+
+
+def test_pretrained_by_name_and_checkpoint_by_path(pretrained_dir):
+    a = write("abc", model="tiny", seed=1, max_steps=20)
+    b = write("abc", model=str(pretrained_dir / "tiny"), seed=1, max_steps=20)
+    c = write("abc", model=tiny_synthesis(), seed=1, max_steps=20)
+    assert np.array_equal(a.offsets, b.offsets) and np.array_equal(a.offsets, c.offsets)
+    assert a.writer == "tiny"
+    assert generate.resolve_model("tiny") is generate.resolve_model("tiny")  # cached for interactive use
+    names = [m["name"] for m in pretrained.list_pretrained()]
+    assert "tiny" in names
+    info = next(m for m in pretrained.list_pretrained() if m["name"] == "tiny")
+    assert info["valid_nll_per_sequence"] == -12.5 and info["steps"] == 7 and info["class"] == "SynthesisNetwork"
+    with pytest.raises(pretrained.PretrainedError, match="no pretrained model named 'nope'.*available: .*tiny"):
+        pretrained.load_pretrained("nope")
+
+
+def test_pretrained_checksum_mismatch_refused(pretrained_dir):
+    w = pretrained_dir / "tiny.safetensors"
+    blob = bytearray(w.read_bytes())
+    blob[-3] ^= 0x55
+    w.write_bytes(bytes(blob))
+    with pytest.raises(pretrained.PretrainedError) as e:
+        pretrained.load_pretrained("tiny")
+    msg = str(e.value)
+    assert "tiny.safetensors" in msg and "SHA-256" in msg and "retrain" in msg
+    w.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n")
+    with pytest.raises(pretrained.PretrainedError, match="git lfs pull"):
+        pretrained.load_pretrained("tiny")
+
+
+def test_models_command(pretrained_dir, capsys):
+    from handwriting.cli import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "SynthesisNetwork" in out and "-12.5" in out
+    assert main(["models", "--json", "--verify"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["verified"] is True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `handwriting write`
+
+
+def test_write_command(pretrained_dir, tmp_path, capsys):
+    from handwriting.cli import main
+
+    out = tmp_path / "hello.svg"
+    assert main(["write", "ab\\nba", "--model", "tiny", "--seed", "3", "-o", str(out), "--color", "navy", "--width", "300"]) == 0
+    assert out.read_text().lstrip().startswith(("<svg", "<?xml")) and "seed 3" in capsys.readouterr().out
+    png = tmp_path / "hello.png"
+    assert main(["write", "ab", "--model", "tiny", "-o", str(png)]) == 0 and png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["write", "aB", "--model", "tiny", "-o", str(tmp_path / "x.svg")]) == 2
+    err = capsys.readouterr().err
+    assert "'B'" in err and len(err.strip().splitlines()) == 1
+    assert main(["write", "ab", "--model", "tiny", "--style", "nobody", "-o", str(tmp_path / "y.svg")]) == 2
+    assert "no style named 'nobody'" in capsys.readouterr().err
+
+
+def test_write_command_prime_file(pretrained_dir, tmp_path):
+    from handwriting.cli import main
+
+    jsonink = pytest.importorskip("handwriting.datasets.jsonink")
+    prime = write("ab", model="tiny", seed=1, max_steps=20)
+    jsonink.save_samples(tmp_path / "mine.json", [Sample(prime.offsets, "ab")], writer="me")
+    out = tmp_path / "p.svg"
+    assert main(["write", "ba", "--model", "tiny", "--prime", str(tmp_path / "mine.json"), "-o", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_write_help_has_examples(capsys):
+    from handwriting.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["write", "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--bias" in out and "--prime" in out

@@ -1,0 +1,527 @@
+"""The trainer: exact resume, non-finite steps, clipping, schedules, logging, and the `handwriting train` CLI.
+
+Most tests use a tiny stand-in model (an LSTM with a diagonal-Gaussian + Bernoulli head, with dropout so
+that the training stream draws random numbers) that follows the training contract of docs/INTERFACES.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from handwriting import checkpoint as ckpt
+from handwriting.train import GravesClipper, TrainConfig, Trainer, TrainError, lr_factor
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these models are tiny, and on a shared 2-core machine OpenMP threads that spin
+    while other processes hold the cores make every step many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# stand-ins
+
+
+@dataclass
+class TinyConfig:
+    hidden: int = 8
+    dropout: float = 0.2
+
+
+class TinyModel(nn.Module):
+    def __init__(self, config: TinyConfig | None = None):
+        super().__init__()
+        self.config = config or TinyConfig()
+        h = self.config.hidden
+        self.lstm = nn.LSTM(3, h, batch_first=True)
+        self.drop = nn.Dropout(self.config.dropout)
+        self.head = nn.Linear(h, 5)
+        self.poison: set[int] = set()  # forward calls whose loss becomes NaN
+        self.calls = 0
+
+    def training_step(self, batch):
+        self.calls += 1
+        x, mask = batch["x"], batch["mask"]
+        inp, tgt, m = x[:, :-1], x[:, 1:], mask[:, 1:].float()
+        h, _ = self.lstm(inp)
+        o = self.head(self.drop(h)).float()
+        mu, log_s, e = o[..., :2], o[..., 2:4], o[..., 4]
+        z = (tgt[..., :2] - mu) / log_s.exp()
+        nll = 0.5 * (z**2).sum(-1) + log_s.sum(-1) + math.log(2 * math.pi)
+        nll = nll + nn.functional.binary_cross_entropy_with_logits(e, tgt[..., 2], reduction="none")
+        nll_sum = (nll * m).sum()
+        points = m.sum()
+        loss = nll_sum / points
+        if self.training and self.calls in self.poison:
+            loss = loss * float("nan")
+        return {"loss": loss, "nll_sum": float(nll_sum.detach()), "points": int(points), "sequences": int(x.shape[0])}
+
+
+class SeqData(torch.utils.data.Dataset):
+    def __init__(self, n: int = 20, seed: int = 0, augment: bool = True):
+        self.augment = augment
+        g = np.random.default_rng(seed)
+        self.items = []
+        for _ in range(n):
+            t = int(g.integers(5, 12))
+            a = g.normal(size=(t, 3)).astype(np.float32)
+            a[:, 2] = (g.random(t) < 0.2).astype(np.float32)
+            a[-1, 2] = 1
+            self.items.append(torch.from_numpy(a))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        # a little augmentation drawn from the global RNGs (torch and numpy), as a data set might do
+        a = self.items[i].clone()
+        if self.augment:
+            a[:, :2] *= 1.0 + 0.01 * float(np.random.randn()) + 0.01 * float(torch.randn(()))
+        return a
+
+
+def collate(items):
+    T = max(len(a) for a in items)
+    x = torch.zeros(len(items), T, 3)
+    mask = torch.zeros(len(items), T, dtype=torch.bool)
+    for i, a in enumerate(items):
+        x[i, : len(a)] = a
+        mask[i, : len(a)] = True
+    return {"x": x, "mask": mask}
+
+
+class StatefulBatchSampler:
+    """A bucketing-like batch sampler with its own numpy RNG that advances every epoch and a state_dict."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0):
+        self.n, self.batch_size = n, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self):
+        order = self.rng.permutation(self.n)
+        for i in range(0, self.n, self.batch_size):
+            yield order[i : i + self.batch_size].tolist()
+
+    def __len__(self):
+        return math.ceil(self.n / self.batch_size)
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+
+
+def loader(kind: str = "shuffle", n: int = 20, batch_size: int = 4):
+    ds = SeqData(n)
+    if kind == "plain":
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+    if kind == "shuffle":
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate)
+    return torch.utils.data.DataLoader(ds, batch_sampler=StatefulBatchSampler(n, batch_size), collate_fn=collate)
+
+
+def make(steps: int, out_dir=None, kind: str = "shuffle", seed: int = 0, **cfg) -> Trainer:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = TinyModel()
+    config = TrainConfig(steps=steps, lr=1e-2, seed=seed, progress=False, out_dir=out_dir, **cfg)
+    return Trainer(model, loader(kind), loader("plain", n=8), config)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# exact resume
+
+
+@pytest.mark.parametrize(
+    "kind,n_first,clip",
+    [("shuffle", 7, "norm"), ("stateful", 7, "graves"), ("shuffle", 5, "none")],  # 5 = at an epoch boundary
+)
+def test_resume_equals_uninterrupted(tmp_path, kind, n_first, clip):
+    total = 13
+    straight = make(total, kind=kind, clip=clip, eval_every=4)
+    straight.fit()
+    losses = [r["loss"] for r in straight.history]
+    assert len(losses) == total and all(math.isfinite(v) for v in losses)
+
+    first = make(n_first, out_dir=tmp_path / "run", kind=kind, clip=clip, eval_every=4)
+    first.fit()
+    assert [r["loss"] for r in first.history] == losses[:n_first]
+
+    # a fresh process would start from other RNG states and other initial weights
+    second = make(total, out_dir=tmp_path / "run", kind=kind, clip=clip, seed=99, eval_every=4)
+    second.load_state(tmp_path / "run")
+    assert second.step == n_first
+    second.fit()
+    resumed = [r["loss"] for r in second.history]
+    assert resumed == losses[n_first:]  # bit for bit
+    for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    at = {v["step"]: v["nll_per_sequence"] for v in straight.validation}
+    assert [v["nll_per_sequence"] for v in second.validation if v["step"] > n_first] == [
+        at[s] for s in (8, 12, 13)
+    ]
+
+
+def test_checkpoint_every_and_best(tmp_path):
+    t = make(6, out_dir=tmp_path, checkpoint_every=2, eval_every=3)
+    summary = t.fit()
+    for name in ("state.safetensors", "last.safetensors", "last.json", "best.safetensors", "best.json"):
+        assert (tmp_path / name).is_file(), name
+    assert not list(tmp_path.glob("*.part"))
+    model, meta = ckpt.load_model(tmp_path / "best")
+    assert isinstance(model, TinyModel)
+    assert meta["metrics"]["nll_per_sequence"] == pytest.approx(summary["best_nll_per_sequence"])
+    assert meta["training"]["steps"] in (3, 6)
+    assert meta["training"]["hardware"]["torch"] == torch.__version__
+    last, meta_last = ckpt.load_model(tmp_path / "last")
+    assert meta_last["training"]["steps"] == 6
+    for a, b in zip(last.state_dict().values(), t.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_wrong_model_refused(tmp_path):
+    make(2, out_dir=tmp_path).fit()
+    other = Trainer(TinyModel(TinyConfig(hidden=5)), loader(), None, TrainConfig(steps=4, progress=False))
+    with pytest.raises(TrainError, match="do not fit"):
+        other.load_state(tmp_path)
+    with pytest.raises(ckpt.CheckpointError, match="no training state"):
+        other.load_state(tmp_path / "nowhere")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# non-finite steps
+
+
+def test_nan_step_skipped_counted_and_weights_untouched():
+    t = make(5)
+    t.model.poison = {3}
+    before = {}
+
+    def snapshot():
+        return {k: v.clone() for k, v in t.model.state_dict().items()}, {
+            k: {n: (x.clone() if torch.is_tensor(x) else x) for n, x in s.items()} for k, s in t.optimizer.state.items()
+        }
+
+    # run two good steps by hand, then the poisoned one
+    for _ in range(2):
+        t.train_step(t._next_batch())
+    before, opt_before = snapshot()
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        rec = t.train_step(t._next_batch())
+    assert rec["skipped"] and math.isnan(rec["loss"]) and t.skipped_steps == 1
+    after, opt_after = snapshot()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    for p in opt_before:
+        for n, x in opt_before[p].items():
+            assert torch.equal(x, opt_after[p][n]) if torch.is_tensor(x) else x == opt_after[p][n]
+    assert all(p.grad is None for p in t.model.parameters())
+    rec = t.train_step(t._next_batch())  # training goes on
+    assert not rec["skipped"] and math.isfinite(rec["loss"])
+    assert all(torch.isfinite(v).all() for v in t.model.state_dict().values())
+
+
+def test_nan_in_fit_reported(capsys):
+    t = make(4)
+    t.model.poison = {2}
+    with pytest.warns(RuntimeWarning):
+        summary = t.fit()
+    assert summary["skipped_steps"] == 1
+    assert "1 step(s) with a non-finite" in capsys.readouterr().err
+
+
+def test_too_many_bad_steps_stop():
+    t = make(10, max_bad_steps=3)
+    t.model.poison = set(range(1, 20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TrainError, match="3 non-finite steps in a row"):
+            t.fit()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# clipping, schedule, optimizers, amp
+
+
+def test_graves_clipper_clamps_output_and_lstm_derivatives():
+    torch.manual_seed(0)
+    model = TinyModel(TinyConfig(dropout=0.0)).train()
+    clip = GravesClipper(model, output=100.0, lstm=10.0)
+    assert clip.output_modules == [model.head] and clip.lstm_modules == [model.lstm]
+    batch = collate([torch.randn(6, 3) for _ in range(3)])
+    h, _ = model.lstm(batch["x"])
+    o = model.head(h)
+    (o * 1e9).sum().backward()
+    # every element of d loss / d o was clamped to 100: the bias gradient is 100 × (number of outputs)
+    assert torch.allclose(model.head.bias.grad, torch.full((5,), 100.0 * 3 * 6))
+    model.zero_grad()
+    clip.scale = 50.0  # the loss is a mean over 50 points: clamp at ±100/50
+    o = model.head(model.lstm(batch["x"])[0])
+    (o * 1e9).sum().backward()
+    assert torch.allclose(model.head.bias.grad, torch.full((5,), 2.0 * 3 * 6))
+    clip.remove()
+    model.zero_grad()
+    o = model.head(model.lstm(batch["x"])[0])
+    o.sum().mul(1e9).backward()
+    assert model.head.bias.grad.abs().max() > 1e9
+
+
+def test_lr_schedule_step_decay_and_warmup():
+    f = lr_factor(TrainConfig(schedule="step", step_size=10, gamma=0.5, warmup_steps=4))
+    assert [f(s) for s in (0, 3, 4, 9, 10, 25)] == [0.25, 1.0, 1.0, 1.0, 0.5, 0.25]
+    t = make(12, schedule="step", step_size=5, gamma=0.1)
+    t.fit()
+    lrs = [r["lr"] for r in t.history]
+    assert lrs[0] == pytest.approx(1e-2) and lrs[5] == pytest.approx(1e-3) and lrs[10] == pytest.approx(1e-4)
+
+
+def test_graves_rmsprop_recipe():
+    c = TrainConfig.graves(steps=3, progress=False)
+    t = Trainer(TinyModel(), loader(), None, c)
+    g = t.optimizer.param_groups[0]
+    assert isinstance(t.optimizer, torch.optim.RMSprop)
+    assert (g["lr"], g["alpha"], g["eps"], g["momentum"], g["centered"]) == (1e-4, 0.95, 1e-4, 0.9, True)
+    assert t.fit()["steps"] == 3
+    r = t.history[0]
+    assert r["loss"] == pytest.approx(r["nll_per_sequence"], rel=1e-5)  # Graves' unit: nats per sequence
+
+
+def test_config_validation():
+    with pytest.raises(TrainError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(TrainError, match="steps or epochs"):
+        TrainConfig(steps=None)
+
+
+def test_bf16_autocast_on_cpu():
+    t = make(3, amp="bf16", optimizer="adamw")
+    t.fit()
+    assert all(math.isfinite(r["loss"]) for r in t.history)
+
+
+def test_epochs_mode_and_validation_units():
+    t = make(None, epochs=2)
+    s = t.fit()
+    assert s["steps"] == 10 and s["epochs"] == 2  # 20 sequences, batches of 4
+    v = t.validation[-1]
+    assert v["sequences"] == 8
+    assert v["nll_per_sequence"] == pytest.approx(v["nll_per_point"] * v["points"] / v["sequences"])
+    assert len(t.validation) == 2  # once per epoch
+
+
+def test_validation_does_not_change_training_stream():
+    a = make(6)
+    a.fit()
+    b = make(6, eval_every=1)
+    b.fit()
+    assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# logging
+
+
+def test_tensorboard_scalars_and_sample_images(tmp_path):
+    calls = []
+
+    def sample_fn(model, step):
+        calls.append(step)
+        torch.randn(3)  # drawing samples must not disturb the training RNG
+        return {"samples/line": np.full((8, 16), 200, np.uint8)}
+
+    t = make(4, out_dir=tmp_path, sample_every=2, log_every=1)
+    t.sample_fn = sample_fn
+    t.fit()
+    assert calls == [2, 4]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tmp_path / "tb"))
+    ea.Reload()
+    tags = ea.Tags()
+    assert {"train/loss", "train/lr", "train/grad_norm", "valid/nll_per_sequence"} <= set(tags["scalars"])
+    assert "samples/line" in tags["images"]
+    ref = make(4, sample_every=None)
+    ref.fit()
+    assert [r["loss"] for r in ref.history] == [r["loss"] for r in t.history]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (optional extra: pip install wandb)")
+def test_wandb_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    t = make(2, out_dir=tmp_path, wandb=True)
+    t.fit()
+    assert list(tmp_path.rglob("*.wandb"))
+
+
+def test_wandb_missing_is_a_clear_error(monkeypatch):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    t = make(1, wandb=True)
+    with pytest.raises(TrainError, match="pip install"):
+        t.fit()
+
+
+class WeightsOnly(TinyModel):
+    """Uses the LSTM's and head's weights without calling the modules (like a hand-written recurrence)."""
+
+    def training_step(self, batch):
+        x, mask = batch["x"], batch["mask"]
+        w = self.lstm.weight_ih_l0[: self.config.hidden]
+        h = torch.tanh(nn.functional.linear(x[:, :-1], w))
+        o = nn.functional.linear(h, self.head.weight, self.head.bias)
+        m = mask[:, 1:].float()
+        nll = ((o[..., :3] - x[:, 1:]) ** 2).sum(-1)
+        nll_sum = (nll * m).sum()
+        return {"loss": nll_sum / m.sum(), "nll_sum": float(nll_sum.detach()), "points": int(m.sum()), "sequences": x.shape[0]}
+
+
+class NativeClip(TinyModel):
+    def __init__(self):
+        super().__init__(TinyConfig(dropout=0.0))
+        self.clip_calls = []
+
+    def set_gradient_clipping(self, output, lstm):
+        self.clip_calls.append((output, lstm))
+
+
+def test_graves_clipping_fallback_and_native_protocol():
+    torch.manual_seed(0)
+    t = Trainer(WeightsOnly(TinyConfig(dropout=0.0)), loader(), None, TrainConfig(steps=2, clip="graves", clip_norm=0.5, progress=False))
+    with pytest.warns(RuntimeWarning, match="does not call .*clipping the gradient norm"):
+        t.fit()
+    assert all(r["grad_norm"] > 0 for r in t.history)
+    model = NativeClip()
+    t = Trainer(model, loader(), None, TrainConfig(steps=1, clip="graves", progress=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t.fit()
+    points = t.history[0]["points"]
+    assert model.clip_calls[0] == pytest.approx((100.0 / points, 10.0 / points))
+    t.close()
+    assert model.clip_calls[-1] == (None, None)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the real models and data layer, and the command line
+
+
+
+
+def _require(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.skip(f"{module} is not available yet ({exc})")
+
+
+def test_resume_exact_with_graves_and_bucket_sampler(tmp_path):
+    g = _require("handwriting.models.graves")
+    td = _require("handwriting.datasets.torch_data")
+    from handwriting.strokes import AugmentConfig
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(24):
+        n = int(rng.integers(8, 20))
+        off = rng.normal(0, 1, (n, 3)).astype(np.float32)
+        off[:, 2] = 0
+        off[rng.integers(0, n, 2), 2] = 1
+        off[-1, 2] = 1
+        samples.append(ckpt_sample(off, "ab"[i % 2] + "c" * (i % 3)))
+    alphabet = td.Alphabet("abc")
+
+    def run(steps, out=None, resume=False, seed=0):
+        torch.manual_seed(seed)
+        model = g.SynthesisNetwork(g.GravesConfig(alphabet_size=len(alphabet), hidden=8, layers=2, mixtures=2, window_mixtures=2, precision="fp32", dropout=0.1))
+        ds = td.StrokeDataset(samples, alphabet, normalizer="fit", augment=AugmentConfig(), seed=3)
+        cfg = TrainConfig(steps=steps, lr=3e-3, progress=False, out_dir=out, checkpoint_every=None)
+        t = Trainer(model, td.make_loader(ds, 5, seed=1), None, cfg)
+        if resume:
+            t.load_state(out)
+        t.fit()
+        return [r["loss"] for r in t.history]
+
+    full = run(9)
+    first = run(4, out=tmp_path)  # 24 sequences in batches of 5: resumes mid-epoch
+    assert first == full[:4]
+    assert run(9, out=tmp_path, resume=True, seed=5) == full[4:]
+
+
+def ckpt_sample(off, text):
+    from handwriting.strokes import Sample
+
+    return Sample(off, text=text)
+
+
+def test_cli_train_graves_synthetic_end_to_end(tmp_path, capsys):
+    _require("handwriting.models.graves")
+    _require("handwriting.datasets.torch_data")
+    _require("handwriting.datasets.synthetic")
+    from handwriting.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "graves", "--data", "synthetic", "--steps", "3", "--size", "tiny", "--synthetic", "24",
+            "--batch-size", "4", "--out", str(out), "--eval-every", "2", "--sample-every", "3", "--no-progress",
+            "--checkpoint-every", "2"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "validation NLL" in printed and "nats/sequence" in printed
+    for name in ("final", "best", "last"):
+        assert (out / f"{name}.safetensors").is_file() and (out / f"{name}.json").is_file()
+    model, meta = ckpt.load_model(out / "final")
+    assert type(model).__name__ == "SynthesisNetwork" and model.config.hidden == 32
+    tr = meta["training"]
+    assert tr["command"].startswith("handwriting train graves ") and "--steps 3" in tr["command"]
+    assert "--size tiny" in tr["command"] and tr["steps"] == 3 and len(tr["data_sha256"]) == 64
+    assert tr["wall_time_s"] > 0 and "torch" in tr["hardware"]
+    assert meta["normalizer"] and meta["alphabet"] and meta["metrics"]["nll_per_sequence"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(out / "tb"))
+    ea.Reload()
+    assert "samples/text" in ea.Tags()["images"] and "window/text" in ea.Tags()["images"]
+    # continue the same run for 1 more step
+    assert main(["train", "--resume", str(out), "--steps", "4", "--no-progress"]) == 0
+    assert ckpt.read_meta(out / "final")["training"]["steps"] == 4
+    # the trained model writes
+    from handwriting.generate import write
+
+    w = write("ab", model=str(out / "final"), seed=1, max_steps=20, unknown="replace")
+    assert w.offsets.shape[1] == 3
+
+
+def test_cli_train_errors(capsys):
+    from handwriting.cli import main
+
+    assert main(["train"]) == 2
+    assert "say what to train" in capsys.readouterr().err
+    assert main(["train", "graves", "--data", "nonsense", "--no-progress"]) == 2
+    assert "use synthetic, bigbank" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind,module", [("transformer", "handwriting.models.transformer"), ("mdn-transformer", "handwriting.models.mdn_transformer")])
+def test_cli_train_transformers_smoke(tmp_path, kind, module):
+    _require(module)
+    from handwriting.cli import main
+
+    out = tmp_path / kind
+    argv = ["train", kind, "--data", "synthetic", "--steps", "2", "--size", "tiny", "--synthetic", "16", "--batch-size", "4",
+            "--out", str(out), "--no-progress", "--sample-every", "2"]  # fmt: skip
+    assert main(argv) == 0
+    model, meta = ckpt.load_model(out / "final")
+    assert meta["training"]["steps"] == 2 and meta["alphabet"]
+    assert meta["model"]["config"]["n_layer"] == 2
