@@ -1,0 +1,716 @@
+"""Measuring handwriting: character error rate, word accuracy, a recognizer-based legibility score,
+the same score on human and synthetic reference writing, and a diversity measure.
+
+Legibility
+----------
+A model is asked to write ``n`` words it never saw in training, with fixed seeds; an online recognizer
+(:class:`~handwriting.models.recognizer.Recognizer`, trained on held-out-disjoint bigbank words plus
+synthetic-writer text, shipped as ``data/pretrained/recognizer-bigbank``) reads them back.  Reported: the
+character error rate (CER: edit distance / reference characters, over all words), the word accuracy (exact
+matches), both with 95% bootstrap confidence intervals (words resampled with replacement), seconds per
+sample, the most frequent confusions and the diversity of the samples.  The recognizer has no language
+model, so a word is only read right when every character is legible.  It reads only characters the writer
+could have written (the recognizer's ∩ the model's), and no spaces when no text has one (single words).
+
+The same score on **reference** writing sets the scale: the held-out bigbank words (the human writer the
+generators imitate; the recognizer never trained on them) and words drawn by random synthetic writers.
+A generator that reaches the human figure writes as legibly as its teacher.
+
+Unseen words (``texts="random"``, the default) are random words (:func:`~handwriting.datasets.synthetic.random_words`)
+over the characters both the model and the recognizer know, minus every bigbank word, so they are in
+nobody's training split.  ``texts="heldout"`` takes the held-out bigbank words of the generator's word-disjoint
+split instead (read from its checkpoint; else the standard 0.1, seed 0 — the recognizer's split too, so the
+recognizer never trained on those words either).
+
+Everything is deterministic for a fixed seed (the timings aside).
+
+Command line::
+
+    handwriting evaluate legibility --model graves-bigbank --bias 1 -n 500 --json out.json
+    handwriting evaluate reference -n 350
+    handwriting evaluate train-recognizer --steps 3000 --out data/pretrained/recognizer-bigbank
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import HandwritingError
+
+__all__ = [
+    "EvaluateError",
+    "DEFAULT_RECOGNIZER",
+    "edit_distance",
+    "edit_ops",
+    "cer",
+    "word_accuracy",
+    "confusions",
+    "bootstrap_ci",
+    "score",
+    "unseen_texts",
+    "heldout_words",
+    "load_recognizer",
+    "legibility",
+    "reference",
+    "diversity",
+    "style_features",
+    "train_recognizer",
+    "format_table",
+    "configure",
+    "run",
+    "EPILOG",
+]
+
+DEFAULT_RECOGNIZER = "recognizer-bigbank"
+REPO_PRETRAINED = Path(__file__).resolve().parents[1] / "data" / "pretrained"
+
+EPILOG = """examples:
+  handwriting evaluate legibility --model graves-bigbank --bias 1 -n 500 --json legibility.json
+  handwriting evaluate legibility --model runs/graves/best --bias 0 -n 100 --texts heldout
+  handwriting evaluate reference -n 350 --json reference.json
+  handwriting evaluate train-recognizer --steps 3000 --out data/pretrained/recognizer-bigbank
+
+Legibility is read by the recognizer (default: the pretrained recognizer-bigbank): CER = edit distance /
+reference characters; word accuracy = exactly read words; [lo, hi] = 95% bootstrap confidence interval.
+"""
+
+
+class EvaluateError(HandwritingError):
+    """An evaluation that cannot run (no recognizer, no texts, a model that cannot write)."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# edit distance, CER, word accuracy
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def edit_ops(pred: str, ref: str) -> list[tuple[str, str]]:
+    """An optimal alignment as ``(ref_char, pred_char)`` pairs; ``""`` marks an insertion (ref side) or a
+    deletion (pred side).  Matches are included (equal pairs)."""
+    n, m = len(ref), len(pred)
+    d = np.zeros((n + 1, m + 1), dtype=np.int64)
+    d[:, 0] = np.arange(n + 1)
+    d[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != pred[j - 1]))
+    ops = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != pred[j - 1]):
+            ops.append((ref[i - 1], pred[j - 1]))
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i, j] == d[i - 1, j] + 1:
+            ops.append((ref[i - 1], ""))
+            i -= 1
+        else:
+            ops.append(("", pred[j - 1]))
+            j -= 1
+    return ops[::-1]
+
+
+def _pairs(pred, ref) -> tuple[list[str], list[str]]:
+    if isinstance(pred, str) and isinstance(ref, str):
+        return [pred], [ref]
+    if isinstance(pred, str) or isinstance(ref, str):
+        raise ValueError("cer/word_accuracy: give two strings or two lists of strings")
+    pred, ref = list(pred), list(ref)
+    if len(pred) != len(ref):
+        raise ValueError(f"cer/word_accuracy: {len(pred)} predictions but {len(ref)} references")
+    return pred, ref
+
+
+def cer(pred: str | Sequence[str], ref: str | Sequence[str]) -> float:
+    """Character error rate: edit distance / reference length; for lists, summed over all pairs first
+    (a corpus CER, so long words weigh more).  An empty reference counts as one character."""
+    pred, ref = _pairs(pred, ref)
+    if not ref:
+        return float("nan")
+    edits = sum(edit_distance(p, r) for p, r in zip(pred, ref))
+    return edits / sum(max(len(r), 1) for r in ref)
+
+
+def word_accuracy(pred: str | Sequence[str], ref: str | Sequence[str]) -> float:
+    """The fraction of exactly read words (texts)."""
+    pred, ref = _pairs(pred, ref)
+    if not ref:
+        return float("nan")
+    return sum(p == r for p, r in zip(pred, ref)) / len(ref)
+
+
+def confusions(pred: Sequence[str], ref: Sequence[str], top: int | None = 15) -> list[tuple[str, str, int]]:
+    """The most frequent errors as ``(ref_char, read_as, count)``; ``""`` is a missing or an extra character."""
+    pred, ref = _pairs(pred, ref)
+    c: Counter = Counter()
+    for p, r in zip(pred, ref):
+        if p != r:
+            c.update((a, b) for a, b in edit_ops(p, r) if a != b)
+    return [(a, b, n) for (a, b), n in c.most_common(top)]
+
+
+def bootstrap_ci(
+    numerators: Sequence[float],
+    denominators: Sequence[float] | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``sum(num) / sum(den)`` with items resampled with replacement
+    (``den`` = ones: a mean).  CER: ``num`` = edit distances, ``den`` = reference lengths.  Vectorised."""
+    num = np.asarray(numerators, dtype=np.float64)
+    den = np.ones_like(num) if denominators is None else np.asarray(denominators, dtype=np.float64)
+    if len(num) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB007]))
+    stats = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // len(num))
+    for s in range(0, n_boot, chunk):
+        idx = rng.integers(0, len(num), size=(min(chunk, n_boot - s), len(num)))
+        stats[s : s + len(idx)] = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(stats, [a, 1 - a])
+    return (float(lo), float(hi))
+
+
+def score(pred: Sequence[str], ref: Sequence[str], seed: int = 0, n_boot: int = 2000, top: int = 15) -> dict:
+    """CER and word accuracy with 95% bootstrap intervals, counts, and the top confusions."""
+    pred, ref = _pairs(pred, ref)
+    edits = np.array([edit_distance(p, r) for p, r in zip(pred, ref)], dtype=np.float64)
+    chars = np.array([max(len(r), 1) for r in ref], dtype=np.float64)
+    right = np.array([p == r for p, r in zip(pred, ref)], dtype=np.float64)
+    return {
+        "n": len(ref),
+        "chars": int(chars.sum()),
+        "cer": float(edits.sum() / max(chars.sum(), 1)) if len(ref) else float("nan"),
+        "cer_ci95": list(bootstrap_ci(edits, chars, n_boot=n_boot, seed=seed)),
+        "word_accuracy": float(right.mean()) if len(ref) else float("nan"),
+        "word_accuracy_ci95": list(bootstrap_ci(right, n_boot=n_boot, seed=seed + 1)),
+        "confusions": [list(c) for c in confusions(pred, ref, top=top)],
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# texts
+
+
+_BIGBANK_CACHE: dict = {}
+
+
+def _bigbank_words(path=None) -> list | None:
+    """All bigbank samples (cached per file), or None when the file is not available."""
+    from .datasets.jsonink import load_bigbank
+
+    try:
+        if path is None:
+            from .datasets.download import bigbank_path
+
+            path = bigbank_path()
+        key = (os.fspath(path), Path(path).stat().st_mtime_ns)
+        if key not in _BIGBANK_CACHE:
+            _BIGBANK_CACHE.clear()
+            _BIGBANK_CACHE[key] = load_bigbank(path)
+        return _BIGBANK_CACHE[key]
+    except (HandwritingError, OSError):
+        return None
+
+
+def _chars_of(model) -> str | None:
+    a = getattr(model, "alphabet", None)
+    if a is None:
+        return None
+    return a if isinstance(a, str) else getattr(a, "chars", None)
+
+
+def unseen_texts(n: int, seed: int = 0, alphabet: str | None = None, exclude: Iterable[str] = (), max_len: int = 12) -> list[str]:
+    """``n`` random words (bigbank-like: syllables, random strings, digits, punctuation) over ``alphabet``
+    (no spaces), none of them in ``exclude``.  Deterministic in ``seed``."""
+    from .datasets.synthetic import WORD_ALPHABET, random_words
+
+    chars = "".join(sorted(set(alphabet or WORD_ALPHABET) - set(" \t\n")))
+    if not chars:
+        raise EvaluateError(f"unseen_texts: no characters to draw words from in {alphabet!r}")
+    exclude = set(exclude)
+    out: list[str] = []
+    k = 0
+    while len(out) < n:
+        batch = random_words(max(2 * (n - len(out)), 16), seed=seed * 1009 + k, alphabet=chars, max_len=max_len)
+        out += [w for w in batch if w and w not in exclude]
+        k += 1
+        if k > 50:
+            raise EvaluateError("unseen_texts: could not draw enough words outside the excluded set")
+    return out[:n]
+
+
+def heldout_words(valid_fraction: float = 0.1, split_seed: int = 0, path=None) -> list:
+    """The held-out bigbank samples of the standard word-disjoint split."""
+    from .datasets.torch_data import word_disjoint_split
+
+    words = _bigbank_words(path)
+    if words is None:
+        raise EvaluateError(
+            "the held-out bigbank words need bigbank_3500.json.zip: set HANDWRITING_BIGBANK or run "
+            "`handwriting data download bigbank`"
+        )
+    return word_disjoint_split(words, valid_fraction, seed=split_seed)[1]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# models
+
+
+def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
+    """The recognizer: a module (returned as is), a pretrained name (default ``recognizer-bigbank``) or a
+    checkpoint path."""
+    import torch
+
+    from . import checkpoint as ckpt
+    from .models import recognizer as _rec  # noqa: F401  (registers the class for load_model)
+
+    if isinstance(name_or_path, torch.nn.Module):
+        return name_or_path
+    name = os.fspath(name_or_path or DEFAULT_RECOGNIZER)
+    weights, _ = ckpt.model_paths(name)
+    if not weights.is_file():
+        try:
+            from .pretrained import find_pretrained
+
+            weights = find_pretrained(name)
+        except (ImportError, HandwritingError):
+            weights = REPO_PRETRAINED / f"{name}.safetensors"
+    if not weights.is_file():
+        raise EvaluateError(
+            f"no recognizer {name!r} ({weights} does not exist); train one with "
+            "`handwriting evaluate train-recognizer --out data/pretrained/recognizer-bigbank` or pass --recognizer PATH"
+        )
+    model, _ = ckpt.load_model(weights, device=device)
+    return model
+
+
+def _generate(model, texts: Sequence[str], bias: float, seed: int, batch: int = 32) -> tuple[list, float]:
+    """Write every text with ``model`` (one line each, ``batch`` lines per call); return the samples (data
+    units) and the wall time."""
+    from .generate import write
+
+    out = []
+    t0 = time.perf_counter()
+    for k, start in enumerate(range(0, len(texts), batch)):
+        chunk = list(texts[start : start + batch])
+        w = write("\n".join(chunk), model=model, bias=bias, seed=int(seed) * 100_003 + k, max_line_chars=10_000)
+        if len(w.lines) != len(chunk):
+            raise EvaluateError(f"the model wrote {len(w.lines)} lines for {len(chunk)} texts")
+        out += list(w.lines)
+    return out, time.perf_counter() - t0
+
+
+def _texts_for(texts, n: int, seed: int, alphabet: str | None, recognizer, split_from=None) -> tuple[list[str], str]:
+    rec_chars = set(_chars_of(recognizer) or "")
+    chars = "".join(sorted((set(alphabet) if alphabet else rec_chars) & rec_chars)) or None
+    if texts is None or texts == "random":
+        words = _bigbank_words()
+        exclude = {s.text for s in words} if words is not None else set()
+        return unseen_texts(n, seed, chars, exclude), "random words outside bigbank"
+    if texts == "heldout":
+        held = heldout_words(**_split_of(split_from if split_from is not None else recognizer))
+        ok = [s.text for s in held if not chars or set(s.text) <= set(chars)]
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7E27]))
+        if len(ok) > n:
+            ok = [ok[i] for i in np.sort(rng.choice(len(ok), n, replace=False))]
+        return ok, "held-out bigbank words"
+    if isinstance(texts, (str, os.PathLike)) and Path(texts).is_file():
+        lines = [ln.strip() for ln in Path(texts).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return lines[:n], f"file {texts}"
+    if isinstance(texts, str):
+        raise EvaluateError(f"texts={texts!r}: use 'random', 'heldout', a file of one text per line, or a list")
+    return [str(t) for t in texts][:n], "given texts"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# diversity
+
+
+def style_features(sample) -> dict[str, float]:
+    """Per-sample style statistics, scale-free where possible: slant (dx per unit dy of steep moves),
+    log width per character, log height, pen lifts per character, log mean pen-down step, log of the
+    path length per character."""
+    from .datasets.synthetic import estimate_slant
+    from .strokes import to_absolute
+
+    off = np.asarray(sample.offsets if hasattr(sample, "offsets") else sample, dtype=np.float64)
+    text = getattr(sample, "text", "") or ""
+    n = max(len(text.replace(" ", "")), 1)
+    pts = to_absolute(off)[1:] if len(off) > 1 else to_absolute(off)
+    w = max(float(np.ptp(pts[:, 0])), 1e-6)
+    h = max(float(np.ptp(pts[:, 1])), 1e-6)
+    pen_down = off[1:][off[:-1, 2] < 0.5, :2]
+    steps = np.linalg.norm(pen_down, axis=1) if len(pen_down) else np.array([1e-6])
+    return {
+        "slant": float(estimate_slant(off)),
+        "log_width_per_char": math.log(w / n),
+        "log_height": math.log(h),
+        "lifts_per_char": float(off[:, 2].sum()) / n,
+        "log_step": math.log(max(float(steps.mean()), 1e-6)),
+        "log_ink_per_char": math.log(max(float(steps.sum()), 1e-6) / n),
+    }
+
+
+def diversity(samples: Sequence, recognizer=None) -> dict:
+    """How varied a set of samples is: per style feature (:func:`style_features`) its mean and standard
+    deviation, and ``spread`` = the root of the summed variances of the features (0 when every sample has
+    the same style; human bigbank words are the reference).  With a ``recognizer``, also
+    ``embedding_spread``: the mean pairwise cosine distance of the recognizer's pooled BiLSTM features."""
+    if len(samples) == 0:
+        return {}
+    feats = [style_features(s) for s in samples]
+    names = list(feats[0])
+    arr = np.array([[f[k] for k in names] for f in feats], dtype=np.float64)
+    out: dict[str, Any] = {
+        "n": len(samples),
+        "features": {k: {"mean": float(arr[:, i].mean()), "std": float(arr[:, i].std())} for i, k in enumerate(names)},
+        "spread": float(np.sqrt(arr.var(axis=0).sum())),
+    }
+    if recognizer is not None and len(samples) > 1:
+        e = recognizer.embed(list(samples))
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        sim = e @ e.T
+        n = len(e)
+        out["embedding_spread"] = float((1 - sim)[~np.eye(n, dtype=bool)].mean())
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# legibility and reference
+
+
+def _reading_chars(recognizer, alphabet: str | None, refs: Sequence[str]) -> str:
+    """What the recognizer may read: its characters ∩ the writer's, without the space when no text has one."""
+    chars = set(_chars_of(recognizer) or "")
+    if alphabet:
+        chars &= set(alphabet)
+    if not any(" " in r for r in refs):
+        chars.discard(" ")
+    return "".join(sorted(chars))
+
+
+def _read(recognizer, samples, refs, seed, beam_width, alphabet: str | None = None) -> tuple[list[str], dict]:
+    preds = recognizer.recognize(samples, beam_width=beam_width, chars=_reading_chars(recognizer, alphabet, refs))
+    res = score(preds, refs, seed=seed)
+    res["examples"] = [[r, p] for r, p in zip(refs[:12], preds[:12])]
+    return preds, res
+
+
+def legibility(
+    model: Any,
+    bias: float = 0.0,
+    n: int = 100,
+    seed: int = 0,
+    texts: Any = None,
+    recognizer: Any = None,
+    beam_width: int = 1,
+    batch: int = 32,
+    device: str = "cpu",
+) -> dict:
+    """Write ``n`` unseen texts with ``model`` (a pretrained name, a checkpoint path or a module) at ``bias``
+    with fixed seeds, read them with the recognizer, and report CER and word accuracy (95% bootstrap
+    intervals), seconds per sample, confusions, diversity and a few examples.  ``texts``: ``"random"``
+    (default: random words outside bigbank), ``"heldout"`` (held-out bigbank words), a file or a list."""
+    from .generate import resolve_model
+
+    if n < 1:
+        raise EvaluateError(f"legibility: n must be >= 1, got {n}")
+    rec = load_recognizer(recognizer, device=device)
+    gen = resolve_model(model, device=device)
+    words, source = _texts_for(texts, n, seed, _chars_of(gen), rec, split_from=gen)
+    if not words:
+        raise EvaluateError("legibility: no texts to write")
+    samples, wall = _generate(gen, words, bias, seed, batch=batch)
+    _, res = _read(rec, samples, words, seed, beam_width, alphabet=_chars_of(gen))
+    name = model if isinstance(model, (str, os.PathLike)) else getattr(gen, "pretrained_name", None) or type(gen).__name__
+    return {
+        "what": "legibility",
+        "model": os.fspath(name) if isinstance(name, os.PathLike) else name,
+        "bias": float(bias),
+        "seed": int(seed),
+        "texts": source,
+        "recognizer": _rec_name(recognizer, rec),
+        "beam_width": int(beam_width),
+        **res,
+        "seconds_per_sample": wall / len(words),
+        "diversity": diversity(samples),
+    }
+
+
+def _rec_name(arg, rec) -> str:
+    if isinstance(arg, (str, os.PathLike)):
+        return os.fspath(arg)
+    return getattr(rec, "pretrained_name", None) or (DEFAULT_RECOGNIZER if arg is None else type(rec).__name__)
+
+
+def reference(
+    n: int = 350, seed: int = 0, recognizer: Any = None, beam_width: int = 1, writer: str | None = None, device: str = "cpu"
+) -> dict:
+    """The legibility score of reference writing: ``human`` = up to ``n`` held-out bigbank words (the split
+    the recognizer was trained without), ``synthetic`` = ``n`` unseen random words drawn by synthetic writers
+    (``writer``: a name in :data:`~handwriting.datasets.synthetic.WRITERS` or None for random writers)."""
+    from .datasets.synthetic import synthesize
+
+    rec = load_recognizer(recognizer, device=device)
+    out: dict[str, Any] = {"what": "reference", "seed": int(seed), "recognizer": _rec_name(recognizer, rec), "beam_width": beam_width}
+    try:
+        words, _ = _texts_for("heldout", n, seed, None, rec)
+        held = heldout_words(**_split_of(rec))
+        by_text: dict[str, list] = {}
+        for s in held:
+            by_text.setdefault(s.text, []).append(s)
+        human = [by_text[w].pop(0) for w in words]
+        t0 = time.perf_counter()
+        _, res = _read(rec, human, [s.text for s in human], seed, beam_width)
+        res["seconds_per_sample_read"] = (time.perf_counter() - t0) / max(len(human), 1)
+        res["diversity"] = diversity(human)
+        out["human"] = {"texts": "held-out bigbank words", **res}
+    except EvaluateError as exc:
+        out["human"] = {"skipped": str(exc)}
+    texts, source = _texts_for("random", n, seed, None, rec)
+    t0 = time.perf_counter()
+    syn = synthesize(texts, writer=writer, seed=seed)
+    wall = time.perf_counter() - t0
+    _, res = _read(rec, syn, texts, seed, beam_width)
+    out["synthetic"] = {"texts": source, "writer": writer or "random", **res, "seconds_per_sample": wall / len(texts),
+                        "diversity": diversity(syn)}  # fmt: skip
+    return out
+
+
+def _split_of(model) -> dict:
+    """The word-disjoint split a model was trained with (``training.data.valid_fraction`` / ``split_seed`` in
+    its checkpoint description), else the standard one (0.1, seed 0)."""
+    meta = (getattr(model, "meta", None) or {}).get("training", {}) or {}
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    vf = data.get("valid_fraction", meta.get("valid_fraction", 0.1))
+    seed = data.get("split_seed", meta.get("split_seed", 0))
+    try:
+        return {"valid_fraction": float(vf), "split_seed": int(seed)}
+    except (TypeError, ValueError):
+        return {"valid_fraction": 0.1, "split_seed": 0}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training the recognizer
+
+
+def train_recognizer(args=None, out: str | os.PathLike | None = None, beam_width: int = 8, **overrides) -> dict:
+    """Train the recognizer with the one trainer (:func:`~handwriting.models.recognizer.build_recognizer_training`),
+    then measure it on the held-out bigbank words (greedy and beam decoding) and save it to ``out`` (a
+    checkpoint stem) with those metrics.  Returns the metrics."""
+    import torch
+
+    from .models.recognizer import build_recognizer_training, evaluate_loader
+    from .train import Trainer
+
+    t0 = time.perf_counter()
+    model, train_loader, valid_loader, config = build_recognizer_training(args, **overrides)
+    info = dict(getattr(valid_loader, "data_info", {}))
+    setup_s = time.perf_counter() - t0
+    command = " ".join(["handwriting"] + sys.argv[1:]) if sys.argv and "handwriting" in sys.argv[0] else None
+    t_fit = [time.perf_counter()]
+
+    def report(m, step):  # every eval_every steps: greedy CER on the first 128 held-out words
+        preds, refs = evaluate_loader(m, valid_loader, max_batches=2)
+        print(f"step {step} ({(time.perf_counter() - t_fit[0]) / 60:.1f} min): held-out greedy CER "
+              f"{cer(preds, refs):.2%}, word accuracy {word_accuracy(preds, refs):.1%}", file=sys.stderr, flush=True)  # fmt: skip
+        return {}
+
+    config.sample_every = config.eval_every
+    trainer = Trainer(
+        model, train_loader, valid_loader, config, sample_fn=report,
+        meta={"training": {"command": command, "data": info, "recipe": "handwriting.models.recognizer.build_recognizer_training"}},
+    )  # fmt: skip
+    t_fit[0] = time.perf_counter()
+    summary = trainer.fit()
+    trainer.close()
+    t1 = time.perf_counter()
+    metrics: dict[str, Any] = {"valid_nll_per_char": (summary.get("valid") or {}).get("nll_per_point")}
+    for name, bw in (("greedy", 1), (f"beam{beam_width}", beam_width)):
+        preds, refs = evaluate_loader(trainer.model, valid_loader, beam_width=bw)
+        s = score(preds, refs, seed=0)
+        metrics[name] = {k: s[k] for k in ("n", "chars", "cer", "cer_ci95", "word_accuracy", "word_accuracy_ci95", "confusions")}
+    metrics["train_wall_time_s"] = summary["wall_time_s"]
+    metrics["setup_s"] = setup_s
+    metrics["eval_s"] = time.perf_counter() - t1
+    metrics["steps"] = summary["steps"]
+    metrics["torch_threads"] = torch.get_num_threads()
+    if out is not None:
+        trainer.save_model(out, metrics={"heldout_bigbank": metrics, **(summary.get("valid") or {})})
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------
+# printing
+
+
+def _fmt_ci(v: float, ci: Sequence[float], pct: bool = True) -> str:
+    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
+    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+
+
+def format_table(rows: Sequence[tuple[str, dict]]) -> str:
+    """A plain-text table of (label, score dict) rows."""
+    head = ("what", "n", "CER [95% CI]", "word acc. [95% CI]", "s/sample", "spread")
+    body = []
+    for label, r in rows:
+        if "skipped" in r:
+            body.append((label, "-", r["skipped"], "", "", ""))
+            continue
+        sps = r.get("seconds_per_sample")
+        body.append(
+            (
+                label,
+                str(r["n"]),
+                _fmt_ci(r["cer"], r["cer_ci95"]),
+                _fmt_ci(r["word_accuracy"], r["word_accuracy_ci95"]),
+                "-" if sps is None else f"{sps:.3f}",
+                "-" if not r.get("diversity") else f"{r['diversity']['spread']:.3f}",
+            )
+        )
+    widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
+    line = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def _print_confusions(label: str, r: dict) -> None:
+    conf = r.get("confusions") or []
+    if conf:
+        shown = ", ".join(f"{a or '∅'!r}→{b or '∅'!r} ×{n}" for a, b, n in conf[:8])
+        print(f"{label}: top confusions (ref→read): {shown}")
+
+
+def _write_json(path, obj) -> None:
+    from ._io import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command line
+
+
+def configure(parser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def common(p):
+        p.add_argument("-n", type=int, default=None, help="number of words (legibility: 100; reference: 350)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the texts and of the sampling (default 0)")
+        p.add_argument("--recognizer", default=None, help=f"recognizer checkpoint or pretrained name (default {DEFAULT_RECOGNIZER})")
+        p.add_argument("--beam", type=int, default=1, help="CTC beam width (1: greedy decoding, the default)")
+        p.add_argument("--json", default=None, metavar="FILE", help="also write the full results as JSON")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+    p = sub.add_parser("legibility", help="CER / word accuracy of a model's writing, read by the recognizer")
+    p.add_argument("--model", required=True, help="pretrained name or checkpoint path of a text-conditioned model")
+    p.add_argument("--bias", type=float, nargs="+", default=[0.0], help="sampling bias(es) (default 0)")
+    p.add_argument("--texts", default="random", help="'random' (unseen random words), 'heldout' or a file of one text per line")
+    p.add_argument("--batch", type=int, default=32, help="lines generated per batch")
+    common(p)
+
+    p = sub.add_parser("reference", help="the same score on held-out human writing and on the synthetic writer")
+    p.add_argument("--writer", default=None, help="synthetic writer name (default: a random writer per word)")
+    common(p)
+
+    p = sub.add_parser("train-recognizer", help="train the recognizer on bigbank + synthetic text and save it")
+    p.add_argument("--data", default=None, help="bigbank_3500.json.zip (default: found as `handwriting data` does)")
+    p.add_argument("--out", default=str(REPO_PRETRAINED / DEFAULT_RECOGNIZER), help="checkpoint stem to save to")
+    p.add_argument("--run-dir", default=None, help="trainer output (TensorBoard, states); default: none")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--synthetic", type=int, default=2000, help="synthetic-writer words added to the training data")
+    p.add_argument("--repeat-real", type=int, default=2, help="copies of each real training word (each augmented)")
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N bigbank words (quick runs)")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--amp", default="none", choices=["none", "bf16"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--beam", type=int, default=8, help="beam width for the final held-out measurement")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", default=None, metavar="FILE")
+
+
+def run(args) -> int:
+    import torch
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(int(args.threads))
+    if args.action == "legibility":
+        n = args.n or 100
+        results = []
+        for b in args.bias:
+            r = legibility(args.model, bias=b, n=n, seed=args.seed, texts=args.texts, recognizer=args.recognizer,
+                           beam_width=args.beam, batch=args.batch, device=args.device)  # fmt: skip
+            results.append(r)
+        print(f"legibility of {args.model} on {n} {results[0]['texts']} (seed {args.seed}), read by {results[0]['recognizer']}")
+        print(format_table([(f"bias {r['bias']:g}", r) for r in results]))
+        for r in results:
+            _print_confusions(f"bias {r['bias']:g}", r)
+        if args.json:
+            _write_json(args.json, results[0] if len(results) == 1 else results)
+        return 0
+    if args.action == "reference":
+        r = reference(n=args.n or 350, seed=args.seed, recognizer=args.recognizer, beam_width=args.beam,
+                      writer=args.writer, device=args.device)  # fmt: skip
+        print(f"reference writing read by {r['recognizer']} (seed {args.seed})")
+        print(format_table([("human (bigbank held-out)", r["human"]), (f"synthetic ({r['synthetic']['writer']})", r["synthetic"])]))
+        for k in ("human", "synthetic"):
+            _print_confusions(k, r[k])
+        if args.json:
+            _write_json(args.json, r)
+        return 0
+    if args.action == "train-recognizer":
+        if args.json and args.out and Path(args.json).resolve() == Path(str(args.out) + ".json").resolve():
+            raise EvaluateError(f"--json {args.json} would overwrite the checkpoint's description; choose another file")
+        overrides = dict(
+            data=args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+            hidden=args.hidden, layers=args.layers, synthetic=args.synthetic, repeat_real=args.repeat_real,
+            valid_fraction=args.valid_fraction, split_seed=args.split_seed, limit=args.limit,
+            eval_every=args.eval_every, amp=args.amp, device=args.device, num_workers=args.num_workers,
+            out_dir=args.run_dir, progress=not args.no_progress,
+        )  # fmt: skip
+        m = train_recognizer(None, out=args.out, beam_width=args.beam, **overrides)
+        print(f"trained in {m['train_wall_time_s'] / 60:.1f} min ({m['steps']} steps); held-out bigbank words:")
+        rows = [(k, m[k]) for k in m if isinstance(m[k], dict) and "cer" in m[k]]
+        print(format_table(rows))
+        for k, r in rows:
+            _print_confusions(k, r)
+        if args.out:
+            print(f"saved {args.out}.safetensors / .json")
+        if args.json:
+            _write_json(args.json, m)
+        return 0
+    raise EvaluateError(f"unknown action {args.action!r}")

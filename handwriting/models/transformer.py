@@ -1,0 +1,812 @@
+"""The cursive transformer: a GPT decoder over pen tokens that reads the text through cross-attention.
+
+After Greydanus & Wimpee (2025, arXiv:2504.00051): pen offsets are tokenized
+(:mod:`handwriting.models.tokenizer`), a small GPT-style decoder (pre-LayerNorm blocks, GELU MLP, causal
+self-attention) predicts the next token, and every block also attends to the text — character embeddings plus
+character *position* embeddings (the paper found the missing position embeddings to be the bug that held
+early versions back).  Defaults follow the paper: 4–5 layers, width 64, 4 heads, 1,050–1,500 tokens of
+context, up to 50 characters.
+
+Speed (CPU and GPU) comes from :func:`torch.nn.functional.scaled_dot_product_attention` (a fused,
+memory-efficient causal kernel instead of explicit ``T × T`` score matrices), bf16 autocast where the
+hardware has it, and, for sampling, a key/value cache for self-attention with the text's cross-attention
+keys/values computed once per text (:meth:`CursiveTransformer.prepare_context`).
+
+The building blocks (:class:`SelfAttention`, :class:`CrossAttention`, :class:`Block`, :class:`KVCache`) are
+shared with :mod:`handwriting.models.mdn_transformer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import DataError
+from ..strokes import AugmentConfig, Sample, augment as _augment, downsample as _downsample, stitch as _stitch
+from .tokenizer import BOS, END, PAD, WORD, tokenizer_from_dict
+
+__all__ = [
+    "CursiveTransformerConfig",
+    "CursiveTransformer",
+    "DecoderBase",
+    "TextEmbedding",
+    "SelfAttention",
+    "CrossAttention",
+    "Block",
+    "KVCache",
+    "DecodePlan",
+    "fold_layer_norm",
+    "decode_threads",
+    "TextContext",
+    "TokenBatch",
+    "TokenDataset",
+    "collate_tokens",
+]
+
+# On CPUs, the fused attention kernel runs faster in float32 than in bfloat16 for the small head sizes used
+# here (16): under autocast, q/k/v are cast back to float32 around the attention call.  (Measured on a
+# 2-core AVX-512-bf16 EPYC, PyTorch 2.13: fwd+bwd of B=32, H=4, T=1050, D=16 takes 0.37 s in fp32 vs 0.8 s in
+# bf16.)  On CUDA the bf16 kernels are used as they are.
+CPU_ATTENTION_FP32 = True
+
+
+#: Threads used while sampling on a CPU.  Decoding runs hundreds of tiny operations per token; spreading
+#: them over threads only adds synchronisation, and on a busy machine a descheduled helper thread stalls
+#: every operation (measured on a shared 2-core box: 3.6 ms vs 84 ms per token with 1 vs 2 threads).
+DECODE_THREADS = 1
+
+
+@contextlib.contextmanager
+def decode_threads(device):
+    """Run the body with :data:`DECODE_THREADS` torch threads when ``device`` is a CPU (restored after)."""
+    old = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or not DECODE_THREADS or old == DECODE_THREADS:
+        yield
+        return
+    torch.set_num_threads(DECODE_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _attn_inputs(q, k, v):
+    if CPU_ATTENTION_FP32 and q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        return q.float(), k.float(), v.float(), torch.bfloat16
+    return q, k, v, None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# building blocks
+
+
+class KVCache:
+    """Pre-allocated keys/values of one self-attention layer for incremental decoding.
+
+    ``kv`` is ``(2, B, H, capacity, D)`` (keys, then values); ``length`` tokens are filled.  Writes happen in
+    place and reads are views, so a decoding step allocates nothing here."""
+
+    def __init__(self, batch: int, n_head: int, capacity: int, head_dim: int, device=None, dtype=torch.float32):
+        self.kv = torch.zeros(2, batch, n_head, capacity, head_dim, device=device, dtype=dtype)
+        self.flat = self.kv.view(2, batch * n_head, capacity, head_dim)  # the same memory, heads flattened
+        self.zero = torch.zeros(1, 1, 1, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.shape[3]
+
+    @property
+    def k(self) -> torch.Tensor:
+        return self.kv[0, :, :, : self.length]
+
+    @property
+    def v(self) -> torch.Tensor:
+        return self.kv[1, :, :, : self.length]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write ``(B, H, t, D)`` keys and values after the cached ones; return views of all so far."""
+        t0, t1 = self.length, self.length + k.shape[2]
+        if t1 > self.capacity:
+            raise RuntimeError(f"KVCache: {t1} tokens exceed the capacity {self.capacity}")
+        self.kv[0, :, :, t0:t1] = k
+        self.kv[1, :, :, t0:t1] = v
+        self.length = t1
+        return self.kv[0, :, :, :t1], self.kv[1, :, :, :t1]
+
+
+class SelfAttention(nn.Module):
+    """Causal multi-head self-attention through ``F.scaled_dot_product_attention`` (fused q/k/v projection)."""
+
+    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % n_head:
+            raise ValueError(f"d_model={d_model} must be divisible by n_head={n_head}")
+        self.n_head, self.head_dim = n_head, d_model // n_head
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.proj = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.append(k.to(cache.kv.dtype), v.to(cache.kv.dtype))
+            q = q.to(k.dtype)
+        q, k, v, back = _attn_inputs(q, k, v)
+        p = self.dropout if self.training else 0.0
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        else:  # several new tokens after a cached prefix: bottom-right aligned causal mask
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        if back is not None:
+            y = y.to(back)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C).to(x.dtype))
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from the sequence to a context (the text); padded context positions are masked."""
+
+    def __init__(self, d_model: int, d_context: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        self.n_head, self.head_dim = n_head, d_model // n_head
+        self.q = nn.Linear(d_model, d_model, bias=bias)
+        self.kv = nn.Linear(d_context, 2 * d_model, bias=bias)
+        self.proj = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = dropout
+
+    def context_kv(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values ``(B, H, U, D)`` of the context ``(B, U, d_context)`` (computed once per text)."""
+        B, U, _ = ctx.shape
+        k, v = self.kv(ctx).view(B, U, 2, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return k, v
+
+    def forward(self, x, kv, mask: torch.Tensor | None = None, weights: list | None = None) -> torch.Tensor:
+        """``mask``: bool ``(B, 1, 1, U)``, True where a character may be attended to.  With ``weights`` (a
+        list) the attention probabilities ``(B, H, T, U)`` are appended to it."""
+        B, T, C = x.shape
+        q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k, v = kv
+        if weights is not None or x.device.type == "cpu":
+            # explicit scores: with ~50 characters they are small, and on CPUs this beats the fused kernel
+            # (which is built for long key sequences); float32 for the same reason as CPU_ATTENTION_FP32
+            s = (q.float() @ k.float().transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+            if mask is not None:
+                s = s.masked_fill(~mask, float("-inf"))
+            a = s.softmax(-1)
+            if weights is not None:
+                weights.append(a)
+            if self.training and self.dropout > 0:
+                a = F.dropout(a, self.dropout)
+            y = a @ v.float()
+        else:
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=p)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C).to(x.dtype))
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: causal self-attention, optional cross-attention, GELU MLP."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_head: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        mlp_ratio: int = 4,
+        cross: bool = True,
+        d_context: int | None = None,
+    ):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model, bias=bias)
+        self.attn = SelfAttention(d_model, n_head, dropout, bias)
+        self.cross = None
+        if cross:
+            self.ln2 = nn.LayerNorm(d_model, bias=bias)
+            self.cross = CrossAttention(d_model, d_context or d_model, n_head, dropout, bias)
+        self.ln3 = nn.LayerNorm(d_model, bias=bias)
+        self.fc = nn.Linear(d_model, mlp_ratio * d_model, bias=bias)
+        self.fc_out = nn.Linear(mlp_ratio * d_model, d_model, bias=bias)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def context_kv(self, ctx: torch.Tensor):
+        return None if self.cross is None else self.cross.context_kv(ctx)
+
+    def forward(self, x, ctx_kv=None, ctx_mask=None, cache: KVCache | None = None, weights: list | None = None):
+        x = x + self.drop(self.attn(self.ln1(x), cache))
+        if self.cross is not None and ctx_kv is not None:
+            x = x + self.drop(self.cross(self.ln2(x), ctx_kv, ctx_mask, weights))
+        return x + self.drop(self.fc_out(F.gelu(self.fc(self.ln3(x)), approximate="tanh")))
+
+def fold_layer_norm(ln: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor | None):
+    """``Linear(LayerNorm(x))`` = ``plain_layer_norm(x) @ wt + b``: the LayerNorm's scale and shift folded into
+    the following linear layer.  Returns ``(wt (in, out), b (1, out))`` ready for ``torch.addmm``."""
+    g = ln.weight if ln.weight is not None else torch.ones_like(weight[0])
+    wt = (weight * g).t().contiguous()
+    b = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device) if bias is None else bias.clone()
+    if ln.bias is not None:
+        b = b + weight @ ln.bias
+    return wt, b[None].contiguous()
+
+
+class DecodePlan:
+    """A stack of :class:`Block` rewritten for one new position per row (batch-1 sampling is all per-call
+    overhead, so the work is regrouped into as few calls as possible, with the same result):
+
+    * every LayerNorm's scale/shift is folded into the linear layer that follows it;
+    * cross-attention to a fixed text is reduced to two batched matrix products per block: the query
+      projection is folded into the text's keys (``(C, heads × characters)`` per text, padding as −inf in
+      the bias) and the output projection into its values (``(heads × characters, C)``);
+    * residual additions go into ``addmm``/``baddbmm``'s input argument.
+
+    Built from the current weights by :meth:`CursiveTransformer.decode_plan` (and by the MDN transformer);
+    :meth:`run` returns the final features, normalised without the final LayerNorm's affine (fold that into
+    the head with :func:`fold_layer_norm`)."""
+
+    def __init__(self, blocks, context: TextContext | None, final_ln: nn.LayerNorm):
+        self.eps = final_ln.eps
+        self.layers = []
+        with torch.no_grad():
+            for i, blk in enumerate(blocks):
+                a = blk.attn
+                L = {
+                    "H": a.n_head, "D": a.head_dim, "eps": (blk.ln1.eps, blk.ln3.eps),
+                    "qkv": fold_layer_norm(blk.ln1, a.qkv.weight, a.qkv.bias),
+                    "proj": (a.proj.weight.t().contiguous(), a.proj.bias),
+                    "fc": fold_layer_norm(blk.ln3, blk.fc.weight, blk.fc.bias),
+                    "fc_out": (blk.fc_out.weight.t().contiguous(), blk.fc_out.bias),
+                    "cross": None,
+                }
+                kv = None if context is None else context.kv[i]
+                if blk.cross is not None and kv is not None:
+                    L["cross"] = self._fold_cross(blk, kv, context.mask)
+                    L["eps2"] = blk.ln2.eps
+                self.layers.append(L)
+
+    @staticmethod
+    def _fold_cross(blk, kv, mask):
+        c = blk.cross
+        k, v = (t.float() for t in kv)  # (B, H, U, D)
+        B, H, U, D = k.shape
+        C = H * D
+        wq = c.q.weight.float()  # (C_out, C_in): head h uses rows h*D:(h+1)*D
+        g = blk.ln2.weight.float() if blk.ln2.weight is not None else torch.ones(C, device=k.device)
+        beta = blk.ln2.bias.float() if blk.ln2.bias is not None else torch.zeros(C, device=k.device)
+        bq = c.q.bias.float() if c.q.bias is not None else torch.zeros(C, device=k.device)
+        scale = 1.0 / math.sqrt(D)
+        # score[h, u] = (n*g + beta) . (Wq_h^T k_hu) * scale + bq_h . k_hu * scale
+        kq = torch.einsum("bhud,hdc->bhuc", k, wq.view(H, D, C)) * scale  # (B, H, U, C)
+        q0 = (wq @ beta + bq).view(H, D)
+        sbias = torch.einsum("bhud,hd->bhu", k, q0) * scale
+        sbias = sbias.masked_fill(~mask[:, 0], float("-inf")) if mask is not None else sbias  # mask (B,1,1,U)
+        kq = (kq * g).reshape(B, H * U, C).transpose(1, 2).contiguous()  # (B, C, H*U)
+        wp = c.proj.weight.float()  # (C, C_in)
+        vp = torch.einsum("bhud,chd->bhuc", v, wp.view(C, H, D)).reshape(B, H * U, C).contiguous()
+        bp = c.proj.bias if c.proj.bias is not None else torch.zeros(C, device=k.device)
+        return kq, sbias.reshape(B, 1, H * U).contiguous(), vp, bp, (H, U)
+
+    def run(self, x: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+        """``x`` ``(B, C)``: the embedded new token; appends to ``caches``; returns plain-normalised features."""
+        B, C = x.shape
+        for L, cache in zip(self.layers, caches):
+            H, D = L["H"], L["D"]
+            # self-attention
+            wt, b = L["qkv"]
+            qkv = torch.addmm(b, F.layer_norm(x, (C,), eps=L["eps"][0]), wt).view(B, 3, H, D)
+            t = cache.length
+            cache.kv.select(3, t).copy_(qkv[:, 1:].transpose(0, 1))
+            cache.length = t + 1
+            s = torch.baddbmm(cache.zero, qkv[:, 0].reshape(B * H, 1, D), cache.flat[0, :, : t + 1].transpose(1, 2),
+                              beta=0.0, alpha=1.0 / math.sqrt(D))
+            y = torch.bmm(s.softmax(-1), cache.flat[1, :, : t + 1]).view(B, C)
+            wt, b = L["proj"]
+            x = torch.addmm(x, y, wt)
+            if b is not None:
+                x = x + b
+            # cross-attention
+            if L["cross"] is not None:
+                kq, sbias, vp, bp, (Hc, U) = L["cross"]
+                s = torch.baddbmm(sbias, F.layer_norm(x, (C,), eps=L["eps2"]).view(B, 1, C), kq)
+                a = s.view(B, Hc, U).softmax(-1).view(B, 1, Hc * U)
+                x = torch.baddbmm(x.view(B, 1, C), a, vp).view(B, C) + bp
+            # MLP
+            wt, b = L["fc"]
+            h = F.gelu(torch.addmm(b, F.layer_norm(x, (C,), eps=L["eps"][1]), wt), approximate="tanh")
+            wt, b = L["fc_out"]
+            x = torch.addmm(x, h, wt)
+            if b is not None:
+                x = x + b
+        return F.layer_norm(x, (C,), eps=self.eps)
+
+
+def init_gpt_weights(module: nn.Module, n_layer: int) -> None:
+    """GPT-2 style initialisation: N(0, 0.02) weights, zero biases, residual projections scaled by
+    1/sqrt(2·n_layer)."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "fc_out.weight")) else 0.02
+            nn.init.normal_(p, 0.0, std)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)
+    for m in module.modules():
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            with torch.no_grad():
+                m.weight[m.padding_idx].zero_()
+
+
+def context_mask(text_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, U)`` bool → ``(B, 1, 1, U)`` attention mask; a row with no valid character attends to all
+    (its outputs are then meaningless but finite, never NaN)."""
+    m = text_mask.bool()
+    empty = ~m.any(dim=1, keepdim=True)
+    return (m | empty)[:, None, None, :]
+
+
+@dataclass
+class TextContext:
+    """The text, embedded and projected to every block's cross-attention keys/values (computed once)."""
+
+    kv: list  # per block: (k, v) each (B, H, U, D), or None
+    mask: torch.Tensor  # (B, 1, 1, U) bool
+
+    @property
+    def batch_size(self) -> int:
+        return self.mask.shape[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the model
+
+
+@dataclass
+class CursiveTransformerConfig:
+    vocab_size: int = 526  # PolarTokenizer().vocab_size
+    block_size: int = 1050  # tokens of context (input positions)
+    n_layer: int = 4
+    d_model: int = 64
+    n_head: int = 4
+    text_len: int = 50  # characters
+    alphabet_size: int = 71  # character ids incl. 0 = padding (bigbank: 70 characters + padding)
+    tie_weights: bool = True
+    dropout: float = 0.0
+    bias: bool = True
+    mlp_ratio: int = 4
+    tokenizer: dict | None = None  # tokenizer.to_dict(), kept with the model so checkpoints can decode
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CursiveTransformerConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"CursiveTransformerConfig: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+class TextEmbedding(nn.Module):
+    """Character ids ``(B, U)`` → ``(B, U, d_model)``: character embeddings (0 = padding) plus character
+    position embeddings (the paper's fix: without positions cross-attention cannot tell "ab" from "ba")."""
+
+    def __init__(self, alphabet_size: int, text_len: int, d_model: int):
+        super().__init__()
+        self.text_len = text_len
+        self.char_emb = nn.Embedding(alphabet_size, d_model, padding_idx=0)
+        self.pos_emb = nn.Embedding(text_len, d_model)
+
+    def forward(self, text: torch.Tensor, zero_context: bool = False) -> torch.Tensor:
+        U = text.shape[1]
+        if U > self.text_len:
+            raise ValueError(f"text of {U} characters exceeds text_len={self.text_len}; shorten it or split it "
+                             "into lines")
+        ctx = self.char_emb(text) + self.pos_emb.weight[:U]
+        return torch.zeros_like(ctx) if zero_context else ctx
+
+
+class DecoderBase(nn.Module):
+    """What the cursive transformer and the MDN transformer share: learned positions, a stack of
+    :class:`Block` s (with cross-attention to the text when ``alphabet_size > 0``), the final LayerNorm,
+    text contexts, KV caches and the fast decoding plan.  Subclasses embed their inputs and own the heads."""
+
+    def _build_trunk(self, d_model, n_head, n_layer, block_size, dropout, bias, mlp_ratio, alphabet_size, text_len):
+        self.block_size = block_size
+        self.n_head, self.d_model = n_head, d_model
+        self.pos_emb = nn.Embedding(block_size, d_model)
+        self.text = TextEmbedding(alphabet_size, text_len, d_model) if alphabet_size > 0 else None
+        self.drop = nn.Dropout(dropout)
+        cross = self.text is not None
+        self.blocks = nn.ModuleList(Block(d_model, n_head, dropout, bias, mlp_ratio, cross=cross) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d_model, bias=bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed_text(self, text: torch.Tensor, zero_context: bool = False) -> torch.Tensor:
+        """Context vectors ``(B, U, d_model)`` of character ids ``(B, U)``; ``zero_context=True`` is the
+        paper's ablation (the model then sees no text at all)."""
+        if self.text is None:
+            raise ValueError(f"{type(self).__name__} was built without text conditioning (alphabet_size=0)")
+        return self.text(text, zero_context)
+
+    def prepare_context(self, text, text_mask=None, zero_context: bool = False) -> TextContext | None:
+        """Embed the text and compute every block's cross-attention keys/values once (``None`` without text)."""
+        if self.text is None or text is None:
+            return None
+        if text_mask is None:
+            text_mask = text != 0
+        ctx = self.drop(self.embed_text(text, zero_context))
+        return TextContext([b.context_kv(ctx) for b in self.blocks], context_mask(text_mask))
+
+    def _trunk(self, x, context: TextContext | None, caches=None, start: int = 0, weights=None):
+        """Embedded inputs ``(B, T, C)`` (without positions) → final features ``(B, T, C)``."""
+        T = x.shape[1]
+        if start + T > self.block_size:
+            raise ValueError(f"{start + T} positions exceed block_size={self.block_size}")
+        x = self.drop(x + self.pos_emb.weight[start : start + T])
+        for i, blk in enumerate(self.blocks):
+            w = [] if weights is not None else None
+            kv = None if context is None else context.kv[i]
+            x = blk(x, kv, None if context is None else context.mask, None if caches is None else caches[i], w)
+            if weights is not None and w:
+                weights.append(w[0])
+        return self.ln_f(x)
+
+    def new_caches(self, batch: int, capacity: int | None = None, device=None, dtype=None) -> list[KVCache]:
+        """One empty :class:`KVCache` per block (``capacity`` positions, default ``block_size``)."""
+        p = next(self.parameters())
+        return [
+            KVCache(batch, self.n_head, capacity or self.block_size, self.d_model // self.n_head, device or p.device,
+                    dtype or p.dtype)
+            for _ in self.blocks
+        ]
+
+    def _decode_trunk(self, x: torch.Tensor, plan: "DecodePlan", caches: list[KVCache]) -> torch.Tensor:
+        """One embedded position per row ``(B, C)`` → plain-normalised features (see :class:`DecodePlan`)."""
+        pos = caches[0].length
+        if pos >= self.block_size:
+            raise ValueError(f"{pos + 1} positions exceed block_size={self.block_size}")
+        return plan.run(x + self.pos_emb.weight[pos], caches)
+
+
+class CursiveTransformer(DecoderBase):
+    """GPT decoder over pen tokens with cross-attention to the text in every block."""
+
+    def __init__(self, config: CursiveTransformerConfig):
+        super().__init__()
+        self.config = c = config
+        if c.alphabet_size < 2:
+            raise ValueError("CursiveTransformerConfig.alphabet_size must count the characters plus padding (>= 2)")
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self._build_trunk(c.d_model, c.n_head, c.n_layer, c.block_size, c.dropout, c.bias, c.mlp_ratio,
+                          c.alphabet_size, c.text_len)
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        init_gpt_weights(self, c.n_layer)
+        if c.tie_weights:
+            self.head.weight = self.tok_emb.weight
+
+    @property
+    def tokenizer(self):
+        """The tokenizer saved in the config (``None`` if the model was built without one)."""
+        return None if self.config.tokenizer is None else tokenizer_from_dict(self.config.tokenizer)
+
+    def forward(self, tokens, text, text_mask=None, zero_context: bool = False) -> torch.Tensor:
+        """Logits ``(B, T, vocab)`` for input tokens ``(B, T)`` and character ids ``(B, U)``."""
+        return self.head(self._trunk(self.tok_emb(tokens), self.prepare_context(text, text_mask, zero_context)))
+
+    def training_step(self, batch: "TokenBatch") -> dict:
+        """Next-token cross-entropy on a :class:`TokenBatch` (the trainer's contract: ``loss`` is the mean
+        NLL per predicted token, ``nll_sum`` nats summed over them, ``points`` their number)."""
+        tokens, mask = batch.tokens, batch.token_mask
+        inp, tgt, m = tokens[:, :-1], tokens[:, 1:], mask[:, 1:]
+        h = self._trunk(self.tok_emb(inp), self.prepare_context(batch.text, batch.text_mask))
+        if not bool(m.all()):
+            h, tgt = h[m], tgt[m]  # only positions with a target reach the (vocabulary-sized) head
+        logits = self.head(h).reshape(-1, self.config.vocab_size)
+        nll_sum = F.cross_entropy(logits.float(), tgt.reshape(-1), reduction="sum")
+        n = int(tgt.numel())
+        return {"loss": nll_sum / max(n, 1), "nll_sum": float(nll_sum.detach()), "points": n,
+                "sequences": int(tokens.shape[0])}
+
+    # -- incremental decoding -----------------------------------------------------------------------------
+    def step(self, tokens, context: TextContext, caches: list[KVCache], weights: list | None = None):
+        """Feed ``tokens`` ``(B, t)`` after the ``caches[0].length`` tokens already cached; returns the logits
+        ``(B, t, vocab)``.  With ``weights`` (a list) each layer's cross-attention ``(B, H, t, U)`` is
+        appended."""
+        return self.head(self._trunk(self.tok_emb(tokens), context, caches, caches[0].length, weights))
+
+    @torch.no_grad()
+    def decode_plan(self, context: TextContext) -> "DecodePlan":
+        """Folded weights for :meth:`decode_step` (build once per :meth:`generate` call: it reads the current
+        weights, so rebuild it after any training)."""
+        plan = DecodePlan(self.blocks, context, self.ln_f)
+        plan.head = fold_layer_norm(self.ln_f, self.head.weight, self.head.bias)
+        return plan
+
+    def decode_step(self, tokens: torch.Tensor, plan: "DecodePlan", caches: list[KVCache]) -> torch.Tensor:
+        """Logits ``(B, vocab)`` for one new token per row ``(B,)`` after the cached ones: the fast path of
+        :meth:`generate`; equal (to float rounding) to :meth:`step` and to the full forward pass."""
+        wt, b = plan.head
+        return torch.addmm(b, self._decode_trunk(F.embedding(tokens, self.tok_emb.weight), plan, caches), wt)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        text_ids: torch.Tensor,
+        text_mask: torch.Tensor | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+        prefix_tokens: torch.Tensor | None = None,
+        return_attention: bool = False,
+        zero_context: bool = False,
+        min_new_tokens: int = 0,
+    ):
+        """Sample token sequences for a batch of texts.
+
+        Returns ``tokens`` ``(B, L)`` long: ``BOS``, the prefix, then the sampled tokens; a row that produced
+        ``END`` is padded with ``PAD`` after it.  Sampling stops when every row has ended or after
+        ``max_new_tokens`` (default and maximum: what fits into ``block_size``).  Self-attention keys/values
+        are cached and the text's cross-attention keys/values computed once, so each new token costs one
+        position's worth of work.  ``top_k`` keeps the k most likely tokens, ``temperature`` divides the
+        logits, ``greedy`` takes the most likely token.  ``prefix_tokens`` ``(P,)`` or ``(B, P)`` primes the
+        model (``BOS`` is added if missing).  With ``return_attention=True`` returns ``(tokens, attention)``
+        where attention is ``(B, layers, heads, L - 1, U)``: the cross-attention of every input position.
+        ``zero_context=True`` is the paper's ablation (no text); ``min_new_tokens`` forbids ``END`` before that
+        many new tokens."""
+        was_training = self.training
+        self.eval()
+        try:
+            with decode_threads(next(self.parameters()).device):
+                return self._generate(text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
+                                      prefix_tokens, return_attention, zero_context, min_new_tokens)
+        finally:
+            self.train(was_training)
+
+    def _generate(self, text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
+                  prefix_tokens, return_attention, zero_context, min_new_tokens):
+        device = next(self.parameters()).device
+        text_ids = torch.as_tensor(text_ids, device=device)
+        if text_ids.dim() == 1:
+            text_ids = text_ids[None]
+        B = text_ids.shape[0]
+        if text_mask is not None:
+            text_mask = torch.as_tensor(text_mask, device=device).reshape(text_ids.shape)
+        if prefix_tokens is None:
+            prefix = torch.full((B, 1), BOS, dtype=torch.long, device=device)
+        else:
+            prefix = torch.as_tensor(prefix_tokens, dtype=torch.long, device=device)
+            if prefix.dim() == 1:
+                prefix = prefix[None].expand(B, -1)
+            if prefix.shape[0] != B:
+                raise ValueError(f"prefix_tokens has {prefix.shape[0]} rows for {B} texts")
+            if prefix.shape[1] == 0 or bool((prefix[:, 0] != BOS).any()):
+                prefix = torch.cat([torch.full((B, 1), BOS, dtype=torch.long, device=device), prefix], 1)
+        P = prefix.shape[1]
+        room = self.config.block_size + 1 - P  # the last sampled token is never fed back
+        if room <= 0:
+            raise ValueError(f"the prefix ({P} tokens with BOS) leaves no room in block_size={self.config.block_size}")
+        n_new = room if max_new_tokens is None else max(0, min(int(max_new_tokens), room))
+        out = torch.full((B, P + n_new), PAD, dtype=torch.long, device=device)
+        out[:, :P] = prefix
+        context = self.prepare_context(text_ids, text_mask, zero_context)
+        caches = self.new_caches(B, min(P + n_new, self.config.block_size), device)
+        plan = None if return_attention else self.decode_plan(context)
+        weights = [] if return_attention else None
+        finished = torch.zeros(B, dtype=torch.bool, device=device)
+        inp, length = prefix, P
+        for i in range(n_new):
+            if weights is None and inp.shape[1] == 1:
+                logits = self.decode_step(inp[:, 0], plan, caches).float()
+            else:
+                w = [] if weights is not None else None
+                logits = self.step(inp, context, caches, w)[:, -1].float()
+            if i < min_new_tokens:
+                logits[:, END] = float("-inf")
+            if weights is not None:
+                weights.append(torch.stack(w, 1))  # (B, layers, H, t, U)
+            nxt = self._pick(logits, temperature, top_k, greedy, generator)
+            nxt = torch.where(finished, torch.full_like(nxt, PAD), nxt)
+            out[:, P + i] = nxt
+            length = P + i + 1
+            finished |= nxt == END
+            if bool(finished.all()):
+                break
+            inp = nxt[:, None]
+        out = out[:, :length]
+        if not return_attention:
+            return out
+        attn = torch.cat(weights, dim=3) if weights else torch.zeros(B, self.config.n_layer, self.config.n_head, 0,
+                                                                       text_ids.shape[1])
+        return out, attn
+
+    @staticmethod
+    def _pick(logits, temperature, top_k, greedy, generator):
+        if greedy:
+            return logits.argmax(-1)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+        logits = logits / temperature
+        if top_k is not None and 0 < top_k < logits.shape[-1]:
+            kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        # inverse-CDF draw: one uniform number per row (cheaper than torch.multinomial at batch 1)
+        cdf = torch.softmax(logits, -1).cumsum_(-1)
+        u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u, right=True).clamp_(max=logits.shape[-1] - 1)[:, 0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data: token batches
+
+
+@dataclass
+class TokenBatch:
+    """A padded batch of token sequences with their texts.
+
+    tokens ``(B, T)`` long (``BOS ... END`` then ``PAD``), token_mask ``(B, T)`` bool, text ``(B, U)`` long
+    character ids (0 = padding), text_mask ``(B, U)`` bool, texts the strings."""
+
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    texts: list = field(default_factory=list)
+
+    def to(self, device, non_blocking: bool = False) -> "TokenBatch":
+        mv = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return TokenBatch(mv(self.tokens), mv(self.token_mask), mv(self.text), mv(self.text_mask), self.texts)
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+def collate_tokens(items: Sequence[dict]) -> TokenBatch:
+    """Pad the items of a :class:`TokenDataset` into a :class:`TokenBatch`."""
+    B = len(items)
+    T = max(len(it["tokens"]) for it in items)
+    U = max(max(len(it["text_ids"]) for it in items), 1)
+    tokens = torch.full((B, T), PAD, dtype=torch.long)
+    text = torch.zeros((B, U), dtype=torch.long)
+    for i, it in enumerate(items):
+        tokens[i, : len(it["tokens"])] = torch.as_tensor(it["tokens"])
+        text[i, : len(it["text_ids"])] = torch.as_tensor(it["text_ids"])
+    lengths = torch.tensor([len(it["tokens"]) for it in items])
+    tlen = torch.tensor([len(it["text_ids"]) for it in items])
+    return TokenBatch(
+        tokens,
+        torch.arange(T)[None] < lengths[:, None],
+        text,
+        torch.arange(U)[None] < tlen[:, None],
+        [it["text"] for it in items],
+    )
+
+
+def _alphabet_encode(alphabet, text: str) -> np.ndarray:
+    ids = alphabet.encode(text)
+    if hasattr(ids, "detach"):
+        ids = ids.detach().cpu().numpy()
+    return np.asarray(ids, dtype=np.int64).reshape(-1)
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Samples → token sequences for the cursive transformer, with the paper's augmentation.
+
+    Item ``i`` is ``{"tokens": int64 array [BOS ... END], "text_ids": int64 array, "text": str}``; batch
+    items with :func:`collate_tokens`.  Per access (random unless ``augment`` and ``downsample`` are None):
+
+    * ``words_per_line > 1`` stitches sample ``i`` with ``words_per_line - 1`` other random samples into one
+      line (:func:`handwriting.strokes.stitch`; words are dropped from the end while the text would exceed
+      ``text_len``) and puts ``WORD WORD`` between the words' tokens;
+    * ``downsample=(mean, width)`` removes a fraction ``mean ± width/2`` of each stroke's interior points
+      (the paper: 0.65 ± 0.05), a float removes exactly that fraction (evenly spaced);
+    * ``augment`` (an :class:`~handwriting.strokes.AugmentConfig`) applies a random shear/scale/rotation;
+    * ``zero_start`` sets the first offset to (0, 0): the pen's starting position carries no information
+      and would otherwise cost a long first jump;
+    * sequences longer than ``block_size + 1`` tokens are cut (the model then sees a prefix without END).
+
+    ``alphabet`` is a :class:`handwriting.datasets.torch_data.Alphabet` (or anything with ``encode(text)``
+    returning ids, 0 being padding).  The random state is ``(seed, epoch, i)``: call :meth:`set_epoch` to
+    draw new augmentations each epoch; items are reproducible otherwise."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        tokenizer,
+        alphabet,
+        block_size: int = 1050,
+        text_len: int = 50,
+        downsample: float | tuple[float, float] | None = None,
+        augment: AugmentConfig | None = None,
+        words_per_line: int = 1,
+        zero_start: bool = True,
+        seed: int = 0,
+    ):
+        if not samples:
+            raise DataError("TokenDataset: no samples given; load a data set first")
+        self.samples = list(samples)
+        self.tokenizer = tokenizer
+        self.alphabet = alphabet
+        self.block_size = int(block_size)
+        self.text_len = int(text_len)
+        self.downsample = downsample
+        self.augment = augment
+        self.words_per_line = int(words_per_line)
+        self.zero_start = zero_start
+        self.seed = int(seed)
+        self.epoch = 0
+        self._text_ids = [_alphabet_encode(alphabet, s.text) for s in self.samples]
+        for i, ids in enumerate(self._text_ids):
+            if len(ids) > self.text_len:
+                src = self.samples[i].source or f"sample {i}"
+                raise DataError(
+                    f"{src}: text {self.samples[i].text!r} has {len(ids)} characters, more than text_len="
+                    f"{self.text_len}; raise text_len (and the model's) or drop the sample"
+                )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, i])
+
+    def _prepare(self, off: np.ndarray, rng) -> np.ndarray:
+        d = self.downsample
+        if d is None:
+            return off
+        if isinstance(d, (tuple, list)):
+            frac = float(np.clip(d[0] + d[1] * (rng.random() - 0.5), 0.0, 0.95))
+            return _downsample(off, frac, rng)
+        return _downsample(off, float(d))
+
+    def __getitem__(self, i: int) -> dict:
+        rng = self._rng(i)
+        idx = [i]
+        if self.words_per_line > 1 and len(self.samples) > 1:
+            others = rng.choice(len(self.samples) - 1, size=min(self.words_per_line - 1, len(self.samples) - 1),
+                                replace=False)
+            idx += [int(j) + (j >= i) for j in others]
+            while len(idx) > 1 and sum(len(self._text_ids[j]) for j in idx) + len(idx) - 1 > self.text_len:
+                idx.pop()
+        words = [self.samples[j].replace(offsets=self._prepare(self.samples[j].offsets, rng)) for j in idx]
+        if len(words) == 1:
+            off, text, starts = words[0].offsets, words[0].text, None
+            text_ids = self._text_ids[i]
+        else:
+            line = _stitch(words, rng)
+            off, text = line.offsets, line.text
+            starts = np.cumsum([len(w.offsets) for w in words])[:-1]
+            text_ids = _alphabet_encode(self.alphabet, text)
+        if self.augment is not None:
+            off = _augment(off, rng, self.augment)
+        if self.zero_start:
+            off = off.copy()
+            off[0, :2] = 0.0
+        tokens = self.tokenizer.encode(off, word_starts=starts)
+        if len(tokens) > self.block_size + 1:
+            tokens = tokens[: self.block_size + 1]
+        return {"tokens": tokens, "text_ids": text_ids, "text": text}
+
+
+def bench_transformer(args) -> dict:
+    """``handwriting bench transformer`` (registered in :mod:`handwriting.bench`); the benchmark itself lives
+    in :mod:`handwriting.bench_transformer` (imported only when run)."""
+    from ..bench_transformer import bench_transformer as _bench
+
+    return _bench(args)

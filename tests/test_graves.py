@@ -1,0 +1,450 @@
+"""Graves' networks: the fused training path equals a naive step-by-step implementation, the window behaves,
+sampling stops, primes and is reproducible, and a small synthesis network learns a real word."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from handwriting import strokes as S
+from handwriting.models.graves import (
+    GravesConfig,
+    GravesState,
+    PredictionNetwork,
+    Prime,
+    SynthesisNetwork,
+    _LSTMRecurrence,
+    _WindowRecurrence,
+    _shift_inputs,
+    concat_texts,
+    window_stop,
+)
+from handwriting.models.mdn import mdn_nll
+
+SMALL = dict(alphabet_size=12, hidden=16, layers=3, mixtures=3, window_mixtures=4, precision="fp32")
+
+
+class _Batch:
+    def __init__(self, x, text, x_mask=None):
+        self.x = x
+        self.x_mask = torch.ones(x.shape[:2], dtype=torch.bool) if x_mask is None else x_mask
+        self.text = text
+        self.text_mask = text != 0
+
+
+def _data(B=3, T=20, U=5, A=12, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, 3, generator=g, dtype=dtype)
+    x[..., 2] = (torch.rand(B, T, generator=g) < 0.2).to(dtype)
+    text = torch.randint(1, A, (B, U), generator=g)
+    text[1, 3:] = 0  # a shorter text in row 1
+    return x, text
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a naive reference: every layer stepped with explicit LSTM arithmetic, autograd through everything
+
+
+def _cell(inp, h, c, lstm):
+    g = inp @ lstm.weight_ih_l0.t() + lstm.bias_ih_l0 + h @ lstm.weight_hh_l0.t() + lstm.bias_hh_l0
+    i, f, gg, o = g.chunk(4, -1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def naive_synthesis(model, x, text):
+    cfg = model.config
+    B, T, _ = x.shape
+    U, H, K, L = text.shape[1], cfg.hidden, cfg.window_mixtures, cfg.layers
+    dt = x.dtype
+    mask = (text != 0).to(dt)
+    onehot = F.one_hot(text, cfg.alphabet_size).to(dt)
+    h = [torch.zeros(B, H, dtype=dt) for _ in range(L)]
+    c = [torch.zeros(B, H, dtype=dt) for _ in range(L)]
+    kappa = torch.zeros(B, K, dtype=dt)
+    w = torch.zeros(B, cfg.alphabet_size, dtype=dt)
+    u = torch.arange(1, U + 1, dtype=dt)
+    raws, phis = [], []
+    for t in range(T):
+        xt = x[:, t]
+        h[0], c[0] = _cell(torch.cat([xt, w], 1), h[0], c[0], model.lstms[0])
+        a, b, k = torch.exp(model.window(h[0])).chunk(3, -1)
+        kappa = kappa + cfg.kappa_scale * k
+        phi = (a.unsqueeze(-1) * torch.exp(-b.unsqueeze(-1) * (kappa.unsqueeze(-1) - u) ** 2)).sum(1) * mask
+        w = (phi.unsqueeze(-1) * onehot).sum(1)
+        for n in range(1, L):
+            h[n], c[n] = _cell(torch.cat([xt, w, h[n - 1]], 1), h[n], c[n], model.lstms[n])
+        raws.append(model.head.linear(torch.cat(h, 1)))
+        phis.append(phi)
+    return model.head.split(torch.stack(raws, 1)), torch.stack(phis, 1)
+
+
+def naive_prediction(model, x):
+    cfg = model.config
+    B, T, _ = x.shape
+    h = [torch.zeros(B, cfg.hidden, dtype=x.dtype) for _ in range(cfg.layers)]
+    c = [torch.zeros(B, cfg.hidden, dtype=x.dtype) for _ in range(cfg.layers)]
+    raws = []
+    for t in range(T):
+        for n in range(cfg.layers):
+            inp = x[:, t] if n == 0 else torch.cat([x[:, t], h[n - 1]], 1)
+            h[n], c[n] = _cell(inp, h[n], c[n], model.lstms[n])
+        raws.append(model.head.linear(torch.cat(h, 1)))
+    return model.head.split(torch.stack(raws, 1))
+
+
+def _params_close(a, b, **tol):
+    for name in ("pi_logits", "mu", "log_sigma", "rho", "eos_logit"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), **tol)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the fused path is the same model
+
+
+def test_synthesis_forward_equals_naive_reference_fp32():
+    torch.manual_seed(0)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    x, text = _data()
+    inp = _shift_inputs(x)
+    out = model(inp, text, internals=True)
+    with torch.no_grad():
+        ref, ref_phi = naive_synthesis(model, inp, text)
+    _params_close(out.params, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.internals["phi"], ref_phi, atol=1e-5, rtol=1e-5)
+
+
+def test_synthesis_gradients_equal_naive_reference_fp64():
+    torch.manual_seed(1)
+    model = SynthesisNetwork(GravesConfig(**SMALL)).double()
+    x, text = _data(dtype=torch.float64)
+    inp = _shift_inputs(x)
+    params = list(model.parameters())
+    g_fast = torch.autograd.grad(mdn_nll(model(inp, text).params, x).sum(), params)
+    g_ref = torch.autograd.grad(mdn_nll(naive_synthesis(model, inp, text)[0], x).sum(), params)
+    for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=name)
+
+
+def test_prediction_forward_and_gradients_equal_naive_reference():
+    torch.manual_seed(2)
+    model = PredictionNetwork(GravesConfig(**SMALL)).double()
+    x, _ = _data(dtype=torch.float64)
+    inp = _shift_inputs(x)
+    out = model(inp)
+    ref = naive_prediction(model, inp)
+    _params_close(out.params, ref, atol=1e-10, rtol=1e-10)
+    params = list(model.parameters())
+    g_fast = torch.autograd.grad(mdn_nll(out.params, x).sum(), params)
+    g_ref = torch.autograd.grad(mdn_nll(ref, x).sum(), params)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+
+
+def test_recurrences_gradcheck_including_initial_states():
+    g = torch.Generator().manual_seed(3)
+    T, B, H, U, K = 4, 2, 3, 3, 2
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+
+    def window(gx, w_hh, E, w_win, b_win, h0, c0, k0, p0):
+        hs, phis, c, _ = _WindowRecurrence.apply(gx, w_hh, E, w_win, b_win, mask, h0, c0, k0, p0, 0.3, torch.float64)
+        return hs, phis, c
+
+    args = (r(T, B, 4 * H), r(4 * H, H), r(B, U, 4 * H), r(3 * K, H), r(3 * K), r(B, H), r(B, H), r(B, K), r(B, U))
+    assert torch.autograd.gradcheck(window, args)
+
+    def lstm(gx, w_hh, h0, c0):
+        return _LSTMRecurrence.apply(gx, w_hh, h0, c0, torch.float64)
+
+    assert torch.autograd.gradcheck(lstm, (r(T, B, 4 * H), r(4 * H, H), r(B, H), r(B, H)))
+
+
+def test_state_continues_a_sequence():
+    torch.manual_seed(4)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    x, text = _data(T=24)
+    inp = _shift_inputs(x)
+    whole = model(inp, text)
+    first = model(inp[:, :10], text)
+    second = model(inp[:, 10:], text, state=first.state)
+    torch.testing.assert_close(whole.params.mu[:, 10:], second.params.mu, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole.state.h, second.state.h, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole.state.kappa, second.state.kappa, atol=1e-5, rtol=1e-5)
+
+
+def test_training_step_contract_and_gradients_reach_every_parameter():
+    torch.manual_seed(5)
+    for cls in (SynthesisNetwork, PredictionNetwork):
+        model = cls(GravesConfig(**SMALL))
+        x, text = _data()
+        x_mask = torch.ones(3, 20, dtype=torch.bool)
+        x_mask[2, 15:] = False
+        out = model.training_step(_Batch(x, text, x_mask))
+        assert set(out) >= {"loss", "nll_sum", "points", "sequences"}
+        assert out["points"] == 55 and out["sequences"] == 3
+        assert isinstance(out["nll_sum"], float)
+        assert abs(out["loss"].item() - out["nll_sum"] / 55) < 1e-4
+        out["loss"].backward()
+        for name, p in model.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+            assert p.grad.abs().sum() > 0, name
+
+
+def test_bf16_precision_runs_and_stays_close_to_fp32():
+    torch.manual_seed(6)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    x, text = _data()
+    fp32 = model.training_step(_Batch(x, text))["loss"].item()
+    model.config.precision = "bf16"
+    out = model.training_step(_Batch(x, text))
+    out["loss"].backward()
+    assert abs(out["loss"].item() - fp32) < 0.02 * abs(fp32) + 0.02
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the window
+
+
+def test_window_shapes_padding_and_monotone_kappa():
+    torch.manual_seed(7)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    x, text = _data()
+    out = model(_shift_inputs(x), text, internals=True)
+    it = out.internals
+    assert it["phi"].shape == (3, 20, 5) and it["kappa"].shape == (3, 20, 4) and it["w"].shape == (3, 20, 12)
+    assert (it["phi"][1, :, 3:] == 0).all()  # padded characters get no weight
+    assert (it["phi"] >= 0).all()
+    assert (it["kappa"].diff(dim=1) > 0).all()  # κ only moves forward
+    onehot = F.one_hot(text, 12).float()
+    torch.testing.assert_close(it["w"], torch.bmm(it["phi"], onehot))
+    assert out.state.phi.shape == (3, 5) and out.state.kappa.shape == (3, 4)
+
+
+def test_window_stop_rule_on_constructed_phi():
+    phi = torch.tensor([[0.1, 0.5, 0.2, 0.0], [0.0, 0.1, 0.05, 0.0], [0.2, 0.3, 0.0, 0.0]])
+    end = torch.tensor([0.3, 0.2, 0.3])
+    assert window_stop(phi, end).tolist() == [False, True, False]  # 0.3 = max is not "greater"
+
+
+def _marching_model(rate=0.25, beta=8.0):
+    """A synthesis network whose window moves by exactly ``rate`` characters per step."""
+    cfg = GravesConfig(**{**SMALL, "kappa_scale": 1.0})
+    model = SynthesisNetwork(cfg)
+    K = cfg.window_mixtures
+    with torch.no_grad():
+        model.window.weight.zero_()
+        model.window.bias[:K] = 0.0  # α = 1
+        model.window.bias[K : 2 * K] = float(np.log(beta))
+        model.window.bias[2 * K :] = float(np.log(rate))
+    return model
+
+
+def test_batched_sampling_rows_stop_at_their_own_time():
+    model = _marching_model(rate=0.25)
+    text = torch.tensor([[1, 2, 0, 0, 0], [3, 4, 5, 6, 7], [2, 3, 4, 0, 0]])
+    res = model.sample(text, seed=0, points_per_char=40)
+    assert res.stopped.all()
+    # the window passes character U + 1/2 after (U + 1/2) / rate steps
+    expected = torch.tensor([(2 + 0.5) / 0.25, (5 + 0.5) / 0.25, (3 + 0.5) / 0.25])
+    assert (res.lengths.float() - expected).abs().max() <= 1.0
+    assert res.strokes.shape[1] == int(res.lengths.max())
+    assert (res.strokes[0, int(res.lengths[0]) :] == 0).all()
+    # the length guard stops a window that never moves
+    still = _marching_model(rate=1e-6)
+    res = still.sample(text, seed=0, points_per_char=3)
+    assert not res.stopped.any() and res.lengths.tolist() == [6, 15, 9]
+    assert [len(s) for s in res.sequences()] == [6, 15, 9] and all(s[-1, 2] == 1 for s in res.sequences())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sampling
+
+
+def test_stepped_sampling_is_the_same_model_as_forward():
+    torch.manual_seed(8)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    text = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 0, 0, 0]])
+    res = model.sample(text, bias=0.5, seed=3, internals=True, points_per_char=6)
+    out = model(_shift_inputs(res.strokes), text, internals=True)
+    for b in range(2):
+        n = int(res.lengths[b])
+        _params_close(res.params[b, :n], out.params[b, :n], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(res.internals["phi"][b, :n], out.internals["phi"][b, :n], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(res.internals["kappa"][b, :n], out.internals["kappa"][b, :n], atol=1e-5, rtol=1e-5)
+    biased = res.biased_params()
+    torch.testing.assert_close(biased.log_sigma, res.params.log_sigma - 0.5)
+
+
+def test_sampling_is_reproducible_with_a_seed():
+    torch.manual_seed(9)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    text = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    a = model.sample(text, bias=0.3, seed=11, points_per_char=5)
+    b = model.sample(text, bias=0.3, generator=torch.Generator().manual_seed(11), points_per_char=5)
+    c = model.sample(text, bias=0.3, seed=12, points_per_char=5)
+    assert torch.equal(a.strokes, b.strokes) and torch.equal(a.lengths, b.lengths)
+    assert not torch.equal(a.strokes, c.strokes)
+    # one bias per row
+    res = model.sample(text, bias=torch.tensor([0.0, 10.0]), seed=1, points_per_char=5)
+    assert res.bias.tolist() == [0.0, 10.0]
+
+
+def test_concat_texts():
+    a = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    b = torch.tensor([[5, 6], [7, 0]])
+    text, mask = concat_texts(a, a != 0, b, b != 0)
+    assert text.tolist() == [[1, 2, 5, 6], [3, 7, 0, 0]]
+    assert mask.tolist() == [[True] * 4, [True, True, False, False]]
+
+
+def test_priming_carries_the_state_of_the_prime():
+    torch.manual_seed(10)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    x, ptext = _data(B=2, T=12, U=3)
+    ptext[1] = torch.tensor([4, 5, 0])
+    x_mask = torch.ones(2, 12, dtype=torch.bool)
+    x_mask[1, 8:] = False  # the second prime is shorter
+    new = torch.tensor([[6, 7], [8, 0]])
+    full, full_mask = concat_texts(ptext, ptext != 0, new, new != 0)
+    (h, c, kappa, w), last = model.prime_state(Prime(x, ptext, x_mask), full, full_mask)
+    # the state after priming equals the fused forward over each prime alone
+    for b, n in ((0, 12), (1, 8)):
+        out = model(_shift_inputs(x[b : b + 1, :n]), full[b : b + 1], full_mask[b : b + 1])
+        torch.testing.assert_close(torch.stack(h)[:, b], out.state.h[:, 0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(kappa[b], out.state.kappa[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(last[b], x[b, n - 1])
+    primed = model.sample(new, seed=0, prime=Prime(x, ptext, x_mask), points_per_char=10, internals=True)
+    plain = model.sample(new, seed=0, points_per_char=10)
+    assert primed.text.tolist() == full.tolist()
+    assert primed.internals["phi"].shape[-1] == full.shape[1]
+    n = min(primed.strokes.shape[1], plain.strokes.shape[1])
+    assert not torch.allclose(primed.strokes[:, :n], plain.strokes[:, :n])
+
+
+def test_unconditional_sampling():
+    torch.manual_seed(11)
+    model = PredictionNetwork(GravesConfig(**SMALL))
+    res = model.sample(3, 30, bias=0.2, seed=0, internals=True)
+    assert res.strokes.shape == (3, 30, 3) and res.lengths.tolist() == [30, 30, 30]
+    out = model(_shift_inputs(res.strokes))
+    _params_close(res.params, out.params, atol=1e-5, rtol=1e-5)
+    again = model.sample(3, 30, bias=0.2, seed=0)
+    assert torch.equal(res.strokes, again.strokes)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    with pytest.raises(ValueError, match=r"\(B, T, 3\)"):
+        model(torch.zeros(2, 5), torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="alphabet_size"):
+        model(torch.zeros(1, 5, 3), torch.tensor([[99]]))
+    with pytest.raises(ValueError, match="at least one character"):
+        model.sample(torch.tensor([[1, 2], [0, 0]]))
+    with pytest.raises(ValueError, match="precision"):
+        GravesConfig(precision="fp8")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# learning a real word
+
+
+def _bigbank_items(path, n):
+    """The first ``n`` items of bigbank, decoded lazily (the loader has its own module and tests)."""
+    with zipfile.ZipFile(path) as z:
+        name = next(m for m in z.namelist() if m.endswith("bigbank_3500.json") and not m.startswith("__MACOSX"))
+        raw = z.open(name).read(400_000).decode("utf-8", "ignore")
+    dec, i, out = json.JSONDecoder(), raw.index("[") + 1, []
+    while len(out) < n:
+        while raw[i] in " ,\r\n\t":
+            i += 1
+        obj, i = dec.raw_decode(raw, i)
+        out.append(obj)
+    return out
+
+
+def test_small_network_overfits_one_real_word(bigbank_path):
+    item = next(it for it in _bigbank_items(bigbank_path, 20) if it["metadata"]["asciiSequence"] == "fru")
+    word = item["metadata"]["asciiSequence"]
+    p = np.asarray(item["points"], dtype=np.float64)
+    points = np.stack([p[:, 0] * item["metadata"]["aspectRatio"], -p[:, 1], 1 - p[:, 2]], 1)
+    off = S.downsample(S.to_offsets(points).astype(np.float32), 0.65)
+    off[0, :2] = 0
+    off[:, :2] /= off[:, :2].std(0)
+    T = len(off)
+    chars = sorted(set(word))
+    text = torch.tensor([[chars.index(ch) + 1 for ch in word]])
+    cfg = GravesConfig(
+        alphabet_size=len(chars) + 1, hidden=32, layers=2, mixtures=4, window_mixtures=3,
+        kappa_scale=len(word) / T, precision="fp32",
+    )
+    torch.manual_seed(0)
+    model = SynthesisNetwork(cfg)
+    batch = _Batch(torch.from_numpy(off)[None], text)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds synchronisation on a busy machine
+    try:
+        _overfit(model, batch, text, off)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _overfit(model, batch, text, off):
+    T = len(off)
+    iters, lr = 200, 0.03
+    opt = torch.optim.Adam(model.parameters(), lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=iters, pct_start=0.2)
+    first = None
+    for _ in range(iters):
+        loss = model.training_step(batch)["loss"]
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+    model.eval()
+    with torch.no_grad():
+        final = model.training_step(batch)["loss"].item()
+    assert first > 3.0 and final < -1.5, (first, final)  # nats per point
+    # at a high bias the network writes (nearly) the word it learned
+    res = model.sample(text, bias=10.0, seed=0)
+    n = int(res.lengths[0])
+    assert res.stopped[0], "the window should pass the last character"
+    assert abs(n - T) <= 0.3 * T, (n, T)
+    ours = np.cumsum(res.strokes[0, :n, :2].numpy(), 0)
+    target = np.cumsum(off[:, :2], 0)
+    k = min(n, T)
+    rms = float(np.sqrt(((ours[:k] - target[:k]) ** 2).sum(1).mean()))
+    spread = float(np.linalg.norm(target.std(0)))
+    assert rms < 0.6 * spread, (rms, spread)
+
+
+def test_fast_step_sampler_draws_from_the_biased_mixture():
+    from handwriting.models.graves import _Sampler
+    from handwriting.models.mdn import split_raw
+
+    M, N = 3, 100_000
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(1, 1 + 6 * M, generator=g).expand(N, -1).contiguous()
+    for bias in (0.0, 1.0):
+        sampler = _Sampler(N, M, 1, bias, torch.Generator().manual_seed(1), "cpu", -7.0, 4.0, 1 - 1e-4)
+        fast = sampler(raw, 0)
+        p = split_raw(raw[:1], M)
+        pi = torch.softmax(p.pi_logits[0] * (1 + bias), 0)
+        sigma = (p.log_sigma[0] - bias).exp()
+        mean = (pi[:, None] * p.mu[0]).sum(0)
+        second = sum(
+            pi[j] * (torch.outer(p.mu[0, j], p.mu[0, j]) + torch.tensor(
+                [[sigma[j, 0] ** 2, p.rho[0, j] * sigma[j, 0] * sigma[j, 1]],
+                 [p.rho[0, j] * sigma[j, 0] * sigma[j, 1], sigma[j, 1] ** 2]]))
+            for j in range(M)
+        )
+        cov = second - torch.outer(mean, mean)
+        torch.testing.assert_close(fast[:, :2].mean(0), mean, atol=0.03, rtol=0)
+        torch.testing.assert_close(torch.cov(fast[:, :2].T), cov, atol=0.05, rtol=0.03)
+        assert abs(float(fast[:, 2].mean()) - float(torch.sigmoid(p.eos_logit[0]))) < 0.01

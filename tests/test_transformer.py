@@ -1,0 +1,291 @@
+import numpy as np
+import pytest
+import torch
+
+from handwriting.models.tokenizer import BOS, END, PAD, WORD, PolarTokenizer
+from handwriting.models.transformer import (
+    CursiveTransformer,
+    CursiveTransformerConfig,
+    KVCache,
+    TokenBatch,
+    TokenDataset,
+    collate_tokens,
+)
+from handwriting.strokes import AugmentConfig, Sample
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny models: a second thread only adds synchronisation (and stalls on a busy machine)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=40, block_size=48, n_layer=2, d_model=32, n_head=4, text_len=10, alphabet_size=15)
+    cfg.update(kw)
+    m = CursiveTransformer(CursiveTransformerConfig(**cfg))
+    with torch.no_grad():  # move away from the trivial init so that every parameter matters
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m.eval()
+
+
+def texts(B=3, U=7, alphabet=15, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(1, alphabet, (B, U), generator=g)
+    mask = torch.ones(B, U, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[2, 2:] = False
+    return text * mask, mask
+
+
+def test_kv_cache_logits_equal_full_recompute_every_step():
+    m = tiny()
+    text, mask = texts()
+    toks = torch.randint(4, 40, (3, 20), generator=torch.Generator().manual_seed(1))
+    toks[:, 0] = BOS
+    with torch.inference_mode():
+        full = m(toks, text, mask)  # (B, T, V), causal: position t sees tokens 0..t
+        ctx = m.prepare_context(text, mask)
+        plan = m.decode_plan(ctx)
+        fast, general = m.new_caches(3, 20), m.new_caches(3, 20)
+        m.step(toks[:, :5], ctx, general)  # a multi-token prefill through the general path
+        for t in range(20):
+            a = m.decode_step(toks[:, t], plan, fast)
+            torch.testing.assert_close(a, full[:, t], atol=1e-4, rtol=0)
+            if t >= 5:
+                b = m.step(toks[:, t : t + 1], ctx, general)[:, -1]
+                torch.testing.assert_close(b, full[:, t], atol=1e-4, rtol=0)
+            # and against recomputing the whole prefix, as a sampler without a cache would
+            torch.testing.assert_close(a, m(toks[:, : t + 1], text, mask)[:, -1], atol=1e-4, rtol=0)
+
+
+def test_greedy_generation_matches_recompute():
+    m = tiny(seed=3)
+    text, mask = texts()
+    out = m.generate(text, mask, max_new_tokens=20, greedy=True)
+    assert out.shape[0] == 3 and out[:, 0].eq(BOS).all()
+    with torch.inference_mode():
+        idx = torch.full((3, 1), BOS)
+        for _ in range(out.shape[1] - 1):
+            idx = torch.cat([idx, m(idx, text, mask)[:, -1].argmax(-1, keepdim=True)], 1)
+    for r in range(3):  # rows that ended are PAD after END in `out`
+        row = out[r]
+        e = (row == END).nonzero()
+        n = int(e[0]) + 1 if len(e) else len(row)
+        assert torch.equal(row[:n], idx[r, :n])
+        assert row[n:].eq(PAD).all()
+
+
+def test_padded_characters_are_masked():
+    m = tiny()
+    text, mask = texts()
+    toks = torch.randint(4, 40, (3, 12))
+    with torch.inference_mode():
+        ref = m(toks, text, mask)
+        other = text.clone()
+        other[~mask] = torch.randint(1, 15, (int((~mask).sum()),))  # change only padded characters
+        torch.testing.assert_close(m(toks, other, mask), ref, atol=1e-6, rtol=0)
+        # the same through the decoding plan
+        plan = m.decode_plan(m.prepare_context(other, mask))
+        caches = m.new_caches(3, 12)
+        for t in range(12):
+            torch.testing.assert_close(m.decode_step(toks[:, t], plan, caches), ref[:, t], atol=1e-4, rtol=0)
+        changed = text.clone()
+        changed[0, 0] = (changed[0, 0] % 14) + 1  # a real character does matter
+        assert (m(toks, changed, mask)[0] - ref[0]).abs().max() > 1e-4
+        # zeroing the context (the paper's ablation) makes the text irrelevant
+        z1 = m(toks, text, mask, zero_context=True)
+        z2 = m(toks, torch.randint(1, 15, text.shape), mask, zero_context=True)
+        torch.testing.assert_close(z1, z2)
+
+
+def test_cross_attention_maps():
+    m = tiny()
+    text, mask = texts()
+    toks, attn = m.generate(text, mask, max_new_tokens=10, min_new_tokens=10,
+                            generator=torch.Generator().manual_seed(0), return_attention=True)
+    assert toks.shape == (3, 11)
+    assert attn.shape == (3, 2, 4, 10, 7)  # batch, layers, heads, input positions, characters
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3, 2, 4, 10))
+    assert attn[1, ..., 4:].abs().max() == 0 and attn[2, ..., 2:].abs().max() == 0
+    # same tokens with and without the maps (the maps come from the general path, the tokens must agree)
+    again = m.generate(text, mask, max_new_tokens=10, min_new_tokens=10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, toks)
+
+
+def test_generation_controls():
+    m = tiny(seed=5)
+    text, mask = texts()
+    g = torch.Generator().manual_seed(0)
+    a = m.generate(text, mask, max_new_tokens=15, min_new_tokens=15, top_k=3, temperature=0.7, generator=g)
+    assert a.shape == (3, 16) and not (a[:, 1:] == END).any()
+    b = m.generate(text, mask, max_new_tokens=15, min_new_tokens=15, top_k=3, temperature=0.7,
+                   generator=torch.Generator().manual_seed(0))
+    c = m.generate(text, mask, max_new_tokens=15, min_new_tokens=15, top_k=3, temperature=0.7,
+                   generator=torch.Generator().manual_seed(0))
+    assert torch.equal(b, c)
+    # top_k=1 is greedy
+    assert torch.equal(m.generate(text, mask, max_new_tokens=8, top_k=1, generator=g),
+                       m.generate(text, mask, max_new_tokens=8, greedy=True))
+    # the length guard: block_size bounds everything
+    full = m.generate(text, mask, min_new_tokens=10_000, generator=g)
+    assert full.shape[1] == m.config.block_size + 1
+    # priming continues a given prefix (BOS added)
+    p = m.generate(text, mask, max_new_tokens=5, prefix_tokens=torch.tensor([7, 8, 9]), greedy=True)
+    assert p[:, :4].tolist() == [[BOS, 7, 8, 9]] * 3
+    with pytest.raises(ValueError):
+        m.generate(text, mask, temperature=0)
+    with pytest.raises(ValueError):
+        m.generate(torch.ones(1, 11, dtype=torch.long))  # longer than text_len
+
+
+def test_end_stops_each_row():
+    m = tiny(seed=2)
+    text, mask = texts()
+    out = m.generate(text, mask, max_new_tokens=40, temperature=5.0, generator=torch.Generator().manual_seed(0))
+    ended = 0
+    for row in out:
+        e = (row == END).nonzero()
+        if len(e):
+            ended += 1
+            assert row[int(e[0]) + 1 :].eq(PAD).all() and row[1 : int(e[0])].ne(PAD).all()
+    assert ended >= 1 and out.shape[1] <= 41
+
+
+def test_training_step_contract_and_padding():
+    m = tiny().train()
+    text, mask = texts()
+    toks = torch.randint(4, 40, (3, 20))
+    toks[:, 0] = BOS
+    tmask = torch.ones(3, 20, dtype=torch.bool)
+    tmask[1, 12:] = False
+    toks[1, 12:] = PAD
+    out = m.training_step(TokenBatch(toks, tmask, text, mask))
+    assert set(out) >= {"loss", "nll_sum", "points", "sequences"}
+    assert out["points"] == 19 + 11 + 19 and out["sequences"] == 3
+    assert out["loss"].item() == pytest.approx(out["nll_sum"] / out["points"], rel=1e-5)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+    # extra padding columns change nothing
+    pad = TokenBatch(torch.cat([toks, torch.full((3, 5), PAD)], 1), torch.cat([tmask, torch.zeros(3, 5, dtype=torch.bool)], 1),
+                     text, mask)
+    assert m.training_step(pad)["nll_sum"] == pytest.approx(out["nll_sum"], rel=1e-5)
+
+
+def test_config_round_trip():
+    cfg = CursiveTransformerConfig(n_layer=3, tokenizer=PolarTokenizer().to_dict())
+    back = CursiveTransformerConfig.from_dict(cfg.to_dict())
+    assert back == cfg
+    m = CursiveTransformer(CursiveTransformerConfig(n_layer=1, d_model=16, n_head=2, tokenizer=PolarTokenizer().to_dict()))
+    assert isinstance(m.tokenizer, PolarTokenizer)
+    with pytest.raises(ValueError):
+        CursiveTransformerConfig.from_dict({"n_layers": 3})
+    c = KVCache(1, 2, 3, 4)
+    c.append(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
+    with pytest.raises(RuntimeError):
+        c.append(torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 1, 4))
+
+
+class _Alpha:  # the Alphabet interface: ids 1.., 0 = padding
+    def __init__(self, chars):
+        self.chars = chars
+
+    def encode(self, text):
+        return [self.chars.index(c) + 1 for c in text]
+
+    def __len__(self):
+        return len(self.chars) + 1
+
+
+def word(n, seed, text):
+    rng = np.random.default_rng(seed)
+    off = rng.normal(0, 0.02, (n, 3)).astype(np.float32)
+    off[:, 2] = 0
+    off[n // 2, 2] = off[-1, 2] = 1
+    return Sample(off, text)
+
+
+def test_token_dataset_and_collate():
+    words = [word(40, i, t) for i, t in enumerate(["ab", "ba", "abc", "c"])]
+    tok = PolarTokenizer()
+    al = _Alpha("abc ")
+    ds = TokenDataset(words, tok, al, block_size=200, text_len=12)
+    it = ds[2]
+    assert it["tokens"][0] == BOS and it["tokens"][-1] == END and len(it["tokens"]) == 2 * 40 + 2
+    assert it["text"] == "abc" and list(it["text_ids"]) == [1, 2, 3]
+    off = tok.decode(it["tokens"])
+    assert np.allclose(off[0, :2], 0, atol=1e-6)  # zero_start
+    lines = TokenDataset(words, tok, al, block_size=400, text_len=12, words_per_line=3, downsample=(0.5, 0.1),
+                         augment=AugmentConfig(), seed=1)
+    it = lines[0]
+    assert it["text"].count(" ") == 2 and it["text"].startswith("ab ")
+    assert (it["tokens"] == WORD).sum() == 4
+    again = lines[0]
+    assert np.array_equal(again["tokens"], it["tokens"])  # reproducible per (seed, epoch, index)
+    lines.set_epoch(1)
+    it = lines[0]
+    assert not np.array_equal(it["tokens"], again["tokens"])
+    batch = collate_tokens([ds[0], ds[3], it])
+    assert batch.tokens.shape[0] == 3 and batch.token_mask.sum(1).tolist() == [82, 82, len(it["tokens"])]
+    assert batch.text_mask.sum(1).tolist() == [2, 1, len(it["text"])]
+    assert batch.tokens[~batch.token_mask].eq(PAD).all()
+    short = TokenDataset(words, tok, al, block_size=30, text_len=12)
+    assert len(short[0]["tokens"]) == 31  # cut to block_size + 1
+    from handwriting.errors import DataError
+
+    with pytest.raises(DataError, match="text_len"):
+        TokenDataset(words, tok, al, text_len=2)
+
+
+def test_overfit_one_bigbank_word(bigbank_path):
+    """A tiny model memorises one real word in a few seconds; greedy decoding then writes it back."""
+    from handwriting.datasets.jsonink import load_bigbank
+    from handwriting.datasets.torch_data import Alphabet
+
+    w = load_bigbank(bigbank_path, limit=1)[0]
+    alphabet = Alphabet.from_texts([w.text])
+    tok = PolarTokenizer()
+    batch = collate_tokens([TokenDataset([w], tok, alphabet, block_size=300, downsample=0.75)[0]])
+    assert batch.tokens.shape[1] > 100
+    torch.manual_seed(0)
+    m = CursiveTransformer(CursiveTransformerConfig(vocab_size=tok.vocab_size, block_size=300, n_layer=2, d_model=32,
+                                                    n_head=2, text_len=8, alphabet_size=len(alphabet)))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.0)
+    for step in range(150):
+        out = m.training_step(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        if out["loss"].item() < 0.02:
+            break
+    assert out["loss"].item() < 0.05
+    gen = m.generate(batch.text, batch.text_mask, greedy=True)[0]
+    ref = batch.tokens[0]
+    n = min(len(gen), len(ref))
+    assert (gen[:n] == ref[:n]).float().mean() > 0.95
+    a, b = tok.decode(gen), tok.decode(ref)
+    assert abs(len(a) - len(b)) <= 2
+
+
+def test_benchmark_reference_style_model_computes_the_same_function():
+    """The benchmark's reference-style model (explicit attention matrices) and ours agree given the same
+    weights, so the speed comparison is between two ways of computing one function."""
+    from handwriting.bench_transformer import ReferenceStyleTransformer, format_table
+
+    m = tiny()
+    text, mask = texts()
+    toks = torch.randint(4, 40, (3, 25))
+    ref = ReferenceStyleTransformer.from_model(m).eval()
+    with torch.inference_mode():
+        logits, loss = ref(toks[:, :-1].contiguous(), text, toks[:, 1:].contiguous())
+        torch.testing.assert_close(logits, m(toks[:, :-1], text, mask), atol=1e-4, rtol=0)
+    out = m.training_step(TokenBatch(toks, torch.ones_like(toks, dtype=torch.bool), text, mask))
+    assert out["loss"].item() == pytest.approx(loss.item(), rel=1e-4)
+    fake = {"rows": [{"what": "x", "model": "y", "seconds": 1.0, "speedup": 2.0}],
+            "env": {"torch": "t", "threads": 1, "repeats": 1}}
+    assert "2.0x" in format_table(fake)
