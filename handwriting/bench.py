@@ -39,7 +39,7 @@ EPILOG = """examples:
 # a "table" entry (list of rows: dicts of column -> value) that run() prints.
 BENCHES: dict[str, str] = {
     "graves": "handwriting.bench:bench_graves",
-    "transformer": "handwriting.models.transformer:bench_transformer",
+    "transformer": "handwriting.bench_transformer:bench_transformer",
 }
 
 PEER_INSTALL = (
@@ -178,19 +178,28 @@ def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: str = "
     return out
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1, device: str = "cpu") -> dict:
-    """Time several functions round-robin (so a noisy machine hurts them alike): name -> list of seconds."""
+def interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1, device: str = "cpu", progress: bool = True
+) -> dict:
+    """Time several functions round-robin (so a noisy machine hurts them alike): name -> list of seconds.
+
+    With ``progress`` each timing is also printed to stderr as it comes (a full run takes minutes)."""
     for _ in range(warmup):
-        for fn in fns.values():
+        for name, fn in fns.items():
+            t = time.perf_counter()
             fn()
-    sync(device)
+            sync(device)
+            if progress:
+                print(f"  warm-up {name}: {time.perf_counter() - t:.3f} s", file=sys.stderr, flush=True)
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+    for r in range(repeats):
         for name, fn in fns.items():
             t = time.perf_counter()
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t)
+            if progress:
+                print(f"  run {r + 1}/{repeats} {name}: {times[name][-1]:.3f} s", file=sys.stderr, flush=True)
     return times
 
 

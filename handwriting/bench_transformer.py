@@ -7,13 +7,14 @@ and interleaved so that a busy machine slows both sides alike:
   50 characters, vocabulary 526 — for
 
   - **reference-style**: our own re-implementation of the *computation pattern* of the reference code
-    (Greydanus & Wimpee 2025, arXiv:2504.00051, built on minGPT/makemore): separate q/k/v projections,
-    explicit ``T × T`` attention scores with a masked softmax, the tanh-GELU written out, cross-attention
-    keys/values recomputed in every block, float32, ``torch.optim.AdamW`` with default settings.  It is
-    not the reference's code (which is not installable) and may differ from it in details that do not
-    change the work done;
-  - **ours**: :class:`handwriting.models.transformer.CursiveTransformer` with the fused attention kernel,
-    float32 and bf16 autocast, and the fused AdamW;
+    (Greydanus & Wimpee 2025, arXiv:2504.00051, built on minGPT/makemore): one q/k/v projection split
+    into heads, explicit ``T × T`` attention scores with a masked softmax, the tanh-GELU written out
+    element by element, cross-attention keys/values recomputed in every block (without a padding mask,
+    as in the reference), float32, ``torch.optim.AdamW(betas=(0.9, 0.99))``.  It is not the reference's
+    code (not installable from PyPI); with the same weights it computes the same function as ours
+    (``ReferenceStyleTransformer.from_model``; tested);
+  - **ours**: :class:`handwriting.models.transformer.CursiveTransformer` in float32 and under bf16
+    autocast, with the fused attention kernel and the fused AdamW;
 
 * sampling at batch 1: 1,000 tokens with our KV cache, and 300 tokens three ways — with the cache, by
   recomputing the whole prefix for every token with our model, and with the reference-style model (which
@@ -52,40 +53,41 @@ class _RefSelfAttention(nn.Module):
     def __init__(self, d, h, block_size):
         super().__init__()
         self.h = h
-        self.q, self.k, self.v, self.proj = (nn.Linear(d, d) for _ in range(4))
-        self.attn_drop, self.resid_drop = nn.Dropout(0.0), nn.Dropout(0.0)
+        self.c_attn, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size))
 
     def forward(self, x):
         B, T, C = x.shape
-        q = self.q(x).view(B, T, self.h, C // self.h).transpose(1, 2)
-        k = self.k(x).view(B, T, self.h, C // self.h).transpose(1, 2)
-        v = self.v(x).view(B, T, self.h, C // self.h).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.h, C // self.h).transpose(1, 2)
+        k = k.view(B, T, self.h, C // self.h).transpose(1, 2)
+        v = v.view(B, T, self.h, C // self.h).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, H, T, T), materialised
         att = att.masked_fill(self.tril[:, :, :T, :T] == 0, float("-inf"))
-        att = self.attn_drop(F.softmax(att, dim=-1))
+        att = F.softmax(att, dim=-1)
         y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_drop(self.proj(y))
+        return self.proj(y)
 
 
 class _RefCrossAttention(nn.Module):
     def __init__(self, d, h):
         super().__init__()
         self.h = h
-        self.q, self.k, self.v, self.proj = (nn.Linear(d, d) for _ in range(4))
-        self.attn_drop, self.resid_drop = nn.Dropout(0.0), nn.Dropout(0.0)
+        self.q, self.kv, self.proj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
 
-    def forward(self, x, ctx, ctx_mask):
+    def forward(self, x, ctx, ctx_mask=None):
         B, T, C = x.shape
         U = ctx.shape[1]
         q = self.q(x).view(B, T, self.h, C // self.h).transpose(1, 2)
-        k = self.k(ctx).view(B, U, self.h, C // self.h).transpose(1, 2)
-        v = self.v(ctx).view(B, U, self.h, C // self.h).transpose(1, 2)
+        k, v = self.kv(ctx).split(C, dim=2)  # recomputed in every block, every step
+        k = k.view(B, U, self.h, C // self.h).transpose(1, 2)
+        v = v.view(B, U, self.h, C // self.h).transpose(1, 2)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = att.masked_fill(~ctx_mask[:, None, None, :], float("-inf"))
-        att = self.attn_drop(F.softmax(att, dim=-1))
+        if ctx_mask is not None:
+            att = att.masked_fill(~ctx_mask[:, None, None, :], float("-inf"))
+        att = F.softmax(att, dim=-1)
         y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_drop(self.proj(y))
+        return self.proj(y)
 
 
 class _RefBlock(nn.Module):
@@ -94,7 +96,7 @@ class _RefBlock(nn.Module):
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = _RefSelfAttention(d, h, block_size)
         self.cross = _RefCrossAttention(d, h)
-        self.fc, self.fc_out, self.drop = nn.Linear(d, 4 * d), nn.Linear(4 * d, d), nn.Dropout(0.0)
+        self.fc, self.fc_out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
 
     @staticmethod
     def gelu(x):  # the tanh approximation, written out element by element
@@ -103,15 +105,17 @@ class _RefBlock(nn.Module):
     def forward(self, x, ctx, ctx_mask):
         x = x + self.attn(self.ln1(x))
         x = x + self.cross(self.ln2(x), ctx, ctx_mask)
-        return x + self.drop(self.fc_out(self.gelu(self.fc(self.ln3(x)))))
+        return x + self.fc_out(self.gelu(self.fc(self.ln3(x))))
 
 
 class ReferenceStyleTransformer(nn.Module):
     """Timing stand-in with the reference's computation pattern (see the module docstring); not for use."""
 
-    def __init__(self, vocab_size, block_size, n_layer, d_model, n_head, text_len, alphabet_size):
+    def __init__(self, vocab_size, block_size, n_layer, d_model, n_head, text_len, alphabet_size,
+                 mask_text: bool = False):
         super().__init__()
         self.block_size = block_size
+        self.mask_text = mask_text  # the reference attends to padded characters too; True masks them like ours
         self.wte, self.wpe = nn.Embedding(vocab_size, d_model), nn.Embedding(block_size, d_model)
         self.cte, self.cpe = nn.Embedding(alphabet_size, d_model), nn.Embedding(text_len, d_model)
         self.blocks = nn.ModuleList(_RefBlock(d_model, n_head, block_size) for _ in range(n_layer))
@@ -122,7 +126,7 @@ class ReferenceStyleTransformer(nn.Module):
         B, T = idx.shape
         pos = torch.arange(T, dtype=torch.long, device=idx.device).unsqueeze(0)
         x = self.wte(idx) + self.wpe(pos)
-        ctx_mask = text != 0
+        ctx_mask = (text != 0) if self.mask_text else None
         ctx = self.cte(text) + self.cpe(torch.arange(text.shape[1], device=text.device).unsqueeze(0))
         for blk in self.blocks:
             x = blk(x, ctx, ctx_mask)
@@ -138,8 +142,8 @@ class ReferenceStyleTransformer(nn.Module):
         """The same function as ``model`` (weights copied): lets a test prove that both sides of the
         benchmark compute the same thing."""
         c = model.config
-        ref = cls(c.vocab_size, c.block_size, c.n_layer, c.d_model, c.n_head, c.text_len, c.alphabet_size)
-        C = c.d_model
+        ref = cls(c.vocab_size, c.block_size, c.n_layer, c.d_model, c.n_head, c.text_len, c.alphabet_size,
+                  mask_text=True)
         ref.wte.weight.copy_(model.tok_emb.weight)
         ref.wpe.weight.copy_(model.pos_emb.weight)
         ref.cte.weight.copy_(model.text.char_emb.weight)
@@ -147,14 +151,10 @@ class ReferenceStyleTransformer(nn.Module):
         for rb, ob in zip(ref.blocks, model.blocks):
             for name in ("ln1", "ln2", "ln3", "fc", "fc_out"):
                 getattr(rb, name).load_state_dict(getattr(ob, name).state_dict())
-            for j, lin in enumerate((rb.attn.q, rb.attn.k, rb.attn.v)):
-                lin.weight.copy_(ob.attn.qkv.weight[j * C : (j + 1) * C])
-                lin.bias.copy_(ob.attn.qkv.bias[j * C : (j + 1) * C])
+            rb.attn.c_attn.load_state_dict(ob.attn.qkv.state_dict())
             rb.attn.proj.load_state_dict(ob.attn.proj.state_dict())
             rb.cross.q.load_state_dict(ob.cross.q.state_dict())
-            for j, lin in enumerate((rb.cross.k, rb.cross.v)):
-                lin.weight.copy_(ob.cross.kv.weight[j * C : (j + 1) * C])
-                lin.bias.copy_(ob.cross.kv.bias[j * C : (j + 1) * C])
+            rb.cross.kv.load_state_dict(ob.cross.kv.state_dict())
             rb.cross.proj.load_state_dict(ob.cross.proj.state_dict())
         ref.ln_f.load_state_dict(model.ln_f.state_dict())
         ref.lm_head.weight.copy_(model.head.weight)
@@ -210,7 +210,10 @@ def run_benchmark(repeats: int = 5, json_path=None, train: bool = True, sample: 
                                    d_model=s["d_model"], n_head=s["n_head"], text_len=s["text_len"],
                                    alphabet_size=s["alphabet_size"])
     ours = CursiveTransformer(cfg).to(dev)
-    ref = ReferenceStyleTransformer.from_model(ours).to(dev) if reference else None
+    ref = None
+    if reference:
+        ref = ReferenceStyleTransformer.from_model(ours).to(dev)
+        ref.mask_text = False  # as the reference: the benchmark's texts have no padding anyway
     rows, notes = [], []
     env = {
         "torch": torch.__version__,
@@ -229,7 +232,7 @@ def run_benchmark(repeats: int = 5, json_path=None, train: bool = True, sample: 
         text = torch.randint(1, s["alphabet_size"], (B, s["text_len"]), generator=g).to(dev)
         batch = TokenBatch(tokens, torch.ones(B, T + 1, dtype=torch.bool, device=dev), text,
                            torch.ones(B, s["text_len"], dtype=torch.bool, device=dev))
-        opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-2, weight_decay=1e-4, fused=True)
+        opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-2, weight_decay=1e-4, betas=(0.9, 0.99), fused=True)
         inp, tgt = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
         def step_ours(amp):
@@ -244,7 +247,7 @@ def run_benchmark(repeats: int = 5, json_path=None, train: bool = True, sample: 
 
         fns = {"fp32": step_ours(False), "bf16": step_ours(True)}
         if ref is not None:
-            opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=1e-4)
+            opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=1e-4, betas=(0.9, 0.99))
 
             def step_ref():
                 _, loss = ref(inp, text, tgt)
@@ -287,7 +290,11 @@ def run_benchmark(repeats: int = 5, json_path=None, train: bool = True, sample: 
 
         fns = {"long": cached(n_long), "short": cached(n_short), "recompute": recompute_ours}
         if ref is not None:
-            fns["ref"] = lambda: ref.generate(torch.full((1, 1), BOS, dtype=torch.long, device=dev), text1, n_short)
+            def recompute_ref():
+                with decode_threads(dev):  # every sampling row runs with the same (single) thread on CPUs
+                    ref.generate(torch.full((1, 1), BOS, dtype=torch.long, device=dev), text1, n_short)
+
+            fns["ref"] = recompute_ref
         t = _median_times(fns, repeats, warmup, sync)
         rows.append({"what": f"sample {n_long} tokens, batch 1", "model": "ours, KV cache", "seconds": t["long"],
                      "speedup": None, "tokens_per_s": n_long / t["long"]})
@@ -304,7 +311,9 @@ def run_benchmark(repeats: int = 5, json_path=None, train: bool = True, sample: 
                      f"{t['recompute'] / t['short']:.1f}x; {n_long} tokens take {t['long']:.2f} s")
     notes.append("reference-style = our re-implementation of the reference's computation pattern (explicit T x T "
                  "attention, fp32, AdamW), not its code; same weights and outputs as ours (tested)")
-    notes.append("medians of interleaved runs; on a shared machine compare ratios within one run")
+    notes.append("sampling rows run single-threaded on CPUs (DECODE_THREADS), the training rows with "
+                 f"{env['threads']} thread(s); medians of interleaved runs; on a shared machine compare ratios "
+                 "within one run")
     table = [{"what": r["what"], "model": r["model"], "seconds": r["seconds"],
               "speed-up": "" if r.get("speedup") is None else f"{r['speedup']:.1f}x"} for r in rows]
     result = {"rows": rows, "table": table, "notes": notes, "env": env}

@@ -379,7 +379,7 @@ def test_small_network_overfits_one_real_word(bigbank_path):
     chars = sorted(set(word))
     text = torch.tensor([[chars.index(ch) + 1 for ch in word]])
     cfg = GravesConfig(
-        alphabet_size=len(chars) + 1, hidden=32, layers=2, mixtures=4, window_mixtures=3,
+        alphabet_size=len(chars) + 1, hidden=48, layers=2, mixtures=4, window_mixtures=3,
         kappa_scale=len(word) / T, precision="fp32",
     )
     torch.manual_seed(0)
@@ -411,17 +411,22 @@ def _overfit(model, batch, text, off):
     with torch.no_grad():
         final = model.training_step(batch)["loss"].item()
     assert first > 3.0 and final < -1.5, (first, final)  # nats per point
-    # at a high bias the network writes (nearly) the word it learned
-    res = model.sample(text, bias=10.0, seed=0)
-    n = int(res.lengths[0])
-    assert res.stopped[0], "the window should pass the last character"
-    assert abs(n - T) <= 0.3 * T, (n, T)
-    ours = np.cumsum(res.strokes[0, :n, :2].numpy(), 0)
+    # at a high bias the network writes (nearly) the word it learned.  The pen-lift bit is still sampled
+    # (Graves' bias leaves it alone), so one unlucky lift can derail a single sample: judge the median of 8.
+    rows = 8
+    res = model.sample(text.repeat(rows, 1), bias=10.0, seed=0)
+    assert bool(res.stopped.all()), "the window should pass the last character"
+    lengths = res.lengths.numpy()
+    assert 0.5 * T <= np.median(lengths) <= 1.5 * T, (lengths, T)
     target = np.cumsum(off[:, :2], 0)
-    k = min(n, T)
-    rms = float(np.sqrt(((ours[:k] - target[:k]) ** 2).sum(1).mean()))
     spread = float(np.linalg.norm(target.std(0)))
-    assert rms < 0.6 * spread, (rms, spread)
+    errors = []
+    for i in range(rows):
+        n = int(lengths[i])
+        ours = np.cumsum(res.strokes[i, :n, :2].numpy(), 0)
+        k = min(n, T)
+        errors.append(float(np.sqrt(((ours[:k] - target[:k]) ** 2).sum(1).mean())) / spread)
+    assert np.median(errors) < 0.5, errors
 
 
 def test_fast_step_sampler_draws_from_the_biased_mixture():

@@ -284,6 +284,10 @@ def test_benchmark_reference_style_model_computes_the_same_function():
     with torch.inference_mode():
         logits, loss = ref(toks[:, :-1].contiguous(), text, toks[:, 1:].contiguous())
         torch.testing.assert_close(logits, m(toks[:, :-1], text, mask), atol=1e-4, rtol=0)
+        ref.mask_text = False  # the reference's behaviour: padded characters are attended to
+        full = torch.randint(1, 15, (3, 7))
+        torch.testing.assert_close(ref(toks, full)[0], m(toks, full, torch.ones_like(full, dtype=torch.bool)),
+                                   atol=1e-4, rtol=0)
     out = m.training_step(TokenBatch(toks, torch.ones_like(toks, dtype=torch.bool), text, mask))
     assert out["loss"].item() == pytest.approx(loss.item(), rel=1e-4)
     fake = {"rows": [{"what": "x", "model": "y", "seconds": 1.0, "speedup": 2.0}],

@@ -186,7 +186,9 @@ class MDNTransformer(DecoderBase):
         stops at *end* or after ``points_per_char`` × its characters (or ``max_steps``/``steps``; never more
         than ``block_size − 1`` points in all).  ``prime`` (a :class:`~handwriting.models.graves.Prime`:
         normalised offsets and their text) is fed first; the text then becomes prime text + ``text``.
-        ``internals=True`` records the unbiased mixture parameters and pen probabilities of every step."""
+        ``internals=True`` records the unbiased mixture parameters (``params``, with ``eos_logit`` set to
+        ``log P(lift) − log P(draw)`` from the pen head) and the pen probabilities (``internals["pen"]``:
+        draw, lift, end) of every step."""
         was_training = self.training
         self.eval()
         try:
@@ -256,8 +258,9 @@ class MDNTransformer(DecoderBase):
         rec_params, rec_pen = [], []
         t_end = T
         for t in range(T):
-            if internals:
-                rec_params.append(params)
+            if internals:  # eos_logit := log P(lift) - log P(draw), so Graves-style plots of e work
+                rec_params.append(MixtureParams(params.pi_logits, params.mu, params.log_sigma, params.rho,
+                                                pen_logits[:, PEN_LIFT] - pen_logits[:, PEN_DRAW]))
                 rec_pen.append(pen_logits.softmax(-1))
             pt = sample_mixture(params, b_rows, generator)[:, :2]
             probs = (pen_logits / temp[:, None]).softmax(-1)

@@ -491,7 +491,7 @@ def recognizer_data(
     valid_fraction: float = 0.1,
     split_seed: int = 0,
     repeat_real: int = 2,
-    synthetic: int = 2000,
+    synthetic: int = 6000,
     lines: float = 0.1,
     seed: int = 0,
     limit: int | None = None,
@@ -545,8 +545,8 @@ def build_recognizer_training(args=None, **overrides):
     """The recognizer's training set-up for the one trainer: ``(model, train_loader, valid_loader, config)``.
 
     ``args`` is an ``argparse.Namespace`` (or any object; missing attributes take the defaults) and
-    ``overrides`` win over it.  Recognised names: ``data`` (bigbank path), ``steps`` (3000), ``batch_size``
-    (32), ``lr`` (2e-3), ``seed`` (0), ``valid_fraction`` (0.1), ``split_seed`` (0), ``synthetic`` (2000),
+    ``overrides`` win over it.  Recognised names: ``data`` (bigbank path), ``steps`` (4000), ``batch_size``
+    (32), ``lr`` (2e-3), ``seed`` (0), ``valid_fraction`` (0.1), ``split_seed`` (0), ``synthetic`` (6000),
     ``repeat_real`` (2), ``lines`` (0.1), ``limit`` (None), ``hidden`` (128), ``layers`` (2), ``out_dir``,
     ``device`` ("auto"), ``amp`` ("none"), ``eval_every`` (500), ``num_workers`` (0), ``progress`` (True).
     The model carries its normaliser; the held-out raw words are ``valid_loader.valid_words``.
@@ -560,7 +560,7 @@ def build_recognizer_training(args=None, **overrides):
         v = getattr(args, name, None) if args is not None else None
         return default if v is None else v
 
-    steps = int(get("steps", 3000))
+    steps = int(get("steps", 4000))
     seed = int(get("seed", 0))
     config = RecognizerConfig(hidden=int(get("hidden", 128)), layers=int(get("layers", 2)))
     torch.manual_seed(seed)
@@ -568,7 +568,7 @@ def build_recognizer_training(args=None, **overrides):
     data = recognizer_data(
         config, bigbank=get("data", None), valid_fraction=float(get("valid_fraction", 0.1)),
         split_seed=int(get("split_seed", 0)), repeat_real=int(get("repeat_real", 2)),
-        synthetic=int(get("synthetic", 2000)), lines=float(get("lines", 0.1)), seed=seed, limit=get("limit", None),
+        synthetic=int(get("synthetic", 6000)), lines=float(get("lines", 0.1)), seed=seed, limit=get("limit", None),
     )  # fmt: skip
     model.normalizer = data.normalizer
     bs = int(get("batch_size", 32))

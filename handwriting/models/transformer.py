@@ -7,10 +7,14 @@ character *position* embeddings (the paper found the missing position embeddings
 early versions back).  Defaults follow the paper: 4–5 layers, width 64, 4 heads, 1,050–1,500 tokens of
 context, up to 50 characters.
 
-Speed (CPU and GPU) comes from :func:`torch.nn.functional.scaled_dot_product_attention` (a fused,
-memory-efficient causal kernel instead of explicit ``T × T`` score matrices), bf16 autocast where the
-hardware has it, and, for sampling, a key/value cache for self-attention with the text's cross-attention
-keys/values computed once per text (:meth:`CursiveTransformer.prepare_context`).
+Speed.  Training uses :func:`torch.nn.functional.scaled_dot_product_attention` (a fused, memory-efficient
+causal kernel instead of explicit ``T × T`` score matrices) for self-attention and a few batched matrix
+products for the small cross-attention; on GPUs bf16 autocast helps further, but on CPUs a width-64 model is
+memory-bound and float32 is *faster* than bf16 autocast (measured on an AVX-512-bf16 EPYC: the bf16 kernels
+for these skinny matrix products and for the 16-wide attention heads are slower).  Sampling keeps a
+key/value cache for self-attention, computes the text's cross-attention keys/values once per text, and runs
+each new token through :class:`DecodePlan` (the same computation regrouped into few calls), single-threaded
+on CPUs (:data:`DECODE_THREADS`).  ``handwriting bench transformer`` measures all of it.
 
 The building blocks (:class:`SelfAttention`, :class:`CrossAttention`, :class:`Block`, :class:`KVCache`) are
 shared with :mod:`handwriting.models.mdn_transformer`.
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..strokes import AugmentConfig, Sample, augment as _augment, downsample as _downsample, stitch as _stitch
-from .tokenizer import BOS, END, PAD, WORD, tokenizer_from_dict
+from .tokenizer import BOS, END, PAD, tokenizer_from_dict
 
 __all__ = [
     "CursiveTransformerConfig",
@@ -181,15 +185,19 @@ class CrossAttention(nn.Module):
         if weights is not None or x.device.type == "cpu":
             # explicit scores: with ~50 characters they are small, and on CPUs this beats the fused kernel
             # (which is built for long key sequences); float32 for the same reason as CPU_ATTENTION_FP32
-            s = (q.float() @ k.float().transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+            H, D, U = self.n_head, self.head_dim, k.shape[2]
+            add = torch.zeros((), device=x.device)
             if mask is not None:
-                s = s.masked_fill(~mask, float("-inf"))
+                add = torch.zeros(mask.shape, device=x.device).masked_fill_(~mask, float("-inf"))
+                add = add.expand(B, H, 1, U).reshape(B * H, 1, U)
+            s = torch.baddbmm(add, q.float().reshape(B * H, T, D), k.float().reshape(B * H, U, D).transpose(1, 2),
+                              alpha=1.0 / math.sqrt(D))
             a = s.softmax(-1)
             if weights is not None:
-                weights.append(a)
+                weights.append(a.view(B, H, T, U))
             if self.training and self.dropout > 0:
                 a = F.dropout(a, self.dropout)
-            y = a @ v.float()
+            y = torch.bmm(a, v.float().reshape(B * H, U, D)).view(B, H, T, D)
         else:
             p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, dropout_p=p)
@@ -261,7 +269,7 @@ class DecodePlan:
             for i, blk in enumerate(blocks):
                 a = blk.attn
                 L = {
-                    "H": a.n_head, "D": a.head_dim, "eps": (blk.ln1.eps, blk.ln3.eps),
+                    "H": a.n_head, "D": a.head_dim, "eps": (blk.ln1.eps, blk.ln3.eps), "scale": a.head_dim ** -0.5,
                     "qkv": fold_layer_norm(blk.ln1, a.qkv.weight, a.qkv.bias),
                     "proj": (a.proj.weight.t().contiguous(), a.proj.bias),
                     "fc": fold_layer_norm(blk.ln3, blk.fc.weight, blk.fc.bias),
@@ -297,37 +305,40 @@ class DecodePlan:
         return kq, sbias.reshape(B, 1, H * U).contiguous(), vp, bp, (H, U)
 
     def run(self, x: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
-        """``x`` ``(B, C)``: the embedded new token; appends to ``caches``; returns plain-normalised features."""
+        """``x`` ``(B, C)``: the embedded new token (a fresh tensor: it is updated in place); appends to
+        ``caches``; returns plain-normalised features."""
         B, C = x.shape
+        ln = torch.layer_norm  # the C binding: a little less overhead per call than F.layer_norm
         for L, cache in zip(self.layers, caches):
             H, D = L["H"], L["D"]
             # self-attention
             wt, b = L["qkv"]
-            qkv = torch.addmm(b, F.layer_norm(x, (C,), eps=L["eps"][0]), wt).view(B, 3, H, D)
+            qkv = torch.addmm(b, ln(x, (C,), None, None, L["eps"][0]), wt).view(B, 3, H, D)
             t = cache.length
             cache.kv.select(3, t).copy_(qkv[:, 1:].transpose(0, 1))
             cache.length = t + 1
             s = torch.baddbmm(cache.zero, qkv[:, 0].reshape(B * H, 1, D), cache.flat[0, :, : t + 1].transpose(1, 2),
-                              beta=0.0, alpha=1.0 / math.sqrt(D))
+                              beta=0.0, alpha=L["scale"])
             y = torch.bmm(s.softmax(-1), cache.flat[1, :, : t + 1]).view(B, C)
             wt, b = L["proj"]
-            x = torch.addmm(x, y, wt)
+            x.addmm_(y, wt)
             if b is not None:
-                x = x + b
+                x.add_(b)
             # cross-attention
             if L["cross"] is not None:
                 kq, sbias, vp, bp, (Hc, U) = L["cross"]
-                s = torch.baddbmm(sbias, F.layer_norm(x, (C,), eps=L["eps2"]).view(B, 1, C), kq)
+                s = torch.baddbmm(sbias, ln(x, (C,), None, None, L["eps2"]).view(B, 1, C), kq)
                 a = s.view(B, Hc, U).softmax(-1).view(B, 1, Hc * U)
-                x = torch.baddbmm(x.view(B, 1, C), a, vp).view(B, C) + bp
+                x.view(B, 1, C).baddbmm_(a, vp)
+                x.add_(bp)
             # MLP
             wt, b = L["fc"]
-            h = F.gelu(torch.addmm(b, F.layer_norm(x, (C,), eps=L["eps"][1]), wt), approximate="tanh")
+            h = F.gelu(torch.addmm(b, ln(x, (C,), None, None, L["eps"][1]), wt), approximate="tanh")
             wt, b = L["fc_out"]
-            x = torch.addmm(x, h, wt)
+            x.addmm_(h, wt)
             if b is not None:
-                x = x + b
-        return F.layer_norm(x, (C,), eps=self.eps)
+                x.add_(b)
+        return torch.layer_norm(x, (C,), None, None, self.eps)
 
 
 def init_gpt_weights(module: nn.Module, n_layer: int) -> None:
@@ -602,29 +613,41 @@ class CursiveTransformer(DecoderBase):
         n_new = room if max_new_tokens is None else max(0, min(int(max_new_tokens), room))
         out = torch.full((B, P + n_new), PAD, dtype=torch.long, device=device)
         out[:, :P] = prefix
+        if not greedy and not temperature > 0:
+            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
         context = self.prepare_context(text_ids, text_mask, zero_context)
         caches = self.new_caches(B, min(P + n_new, self.config.block_size), device)
-        plan = None if return_attention else self.decode_plan(context)
+        plan = None
+        if not return_attention:
+            plan = self.decode_plan(context)
+            if not greedy and temperature != 1.0:  # fold the temperature into the head: one operation less
+                wt, b = plan.head
+                plan.head = (wt / temperature, b / temperature)
         weights = [] if return_attention else None
         finished = torch.zeros(B, dtype=torch.bool, device=device)
+        any_finished = False
         inp, length = prefix, P
         for i in range(n_new):
             if weights is None and inp.shape[1] == 1:
-                logits = self.decode_step(inp[:, 0], plan, caches).float()
+                logits, temp = self.decode_step(inp[:, 0], plan, caches), 1.0
             else:
                 w = [] if weights is not None else None
-                logits = self.step(inp, context, caches, w)[:, -1].float()
+                logits, temp = self.step(inp, context, caches, w)[:, -1].float(), temperature
+                if weights is not None:
+                    weights.append(torch.stack(w, 1))  # (B, layers, H, t, U)
             if i < min_new_tokens:
                 logits[:, END] = float("-inf")
-            if weights is not None:
-                weights.append(torch.stack(w, 1))  # (B, layers, H, t, U)
-            nxt = self._pick(logits, temperature, top_k, greedy, generator)
-            nxt = torch.where(finished, torch.full_like(nxt, PAD), nxt)
+            nxt = self._pick(logits, temp, top_k, greedy, generator)
+            if any_finished:
+                nxt = nxt.masked_fill(finished, PAD)
             out[:, P + i] = nxt
             length = P + i + 1
-            finished |= nxt == END
-            if bool(finished.all()):
-                break
+            ended = nxt == END
+            if bool(ended.any()):
+                finished |= ended
+                any_finished = True
+                if bool(finished.all()):
+                    break
             inp = nxt[:, None]
         out = out[:, :length]
         if not return_attention:
@@ -637,9 +660,8 @@ class CursiveTransformer(DecoderBase):
     def _pick(logits, temperature, top_k, greedy, generator):
         if greedy:
             return logits.argmax(-1)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
-        logits = logits / temperature
+        if temperature != 1.0:
+            logits = logits / temperature
         if top_k is not None and 0 < top_k < logits.shape[-1]:
             kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
