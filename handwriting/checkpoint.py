@@ -81,6 +81,7 @@ MODEL_REGISTRY: dict[str, Any] = {
     "SynthesisNetwork": "handwriting.models.graves:SynthesisNetwork",
     "CursiveTransformer": "handwriting.models.transformer:CursiveTransformer",
     "MDNTransformer": "handwriting.models.mdn_transformer:MDNTransformer",
+    "Recognizer": "handwriting.models.recognizer:Recognizer",
 }
 
 

@@ -26,7 +26,7 @@ Everything is deterministic for a fixed seed (the timings aside).
 
 Command line::
 
-    handwriting evaluate legibility --model graves-bigbank --bias 1 -n 500 --json out.json
+    handwriting evaluate legibility --model graves-synthesis-bigbank --bias 1 -n 500 --json out.json
     handwriting evaluate reference -n 350
     handwriting evaluate train-recognizer --threads 1 --out data/pretrained/recognizer-bigbank
 """
@@ -78,7 +78,7 @@ EVAL_SEED = 1_000_003
 REPO_PRETRAINED = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 
 EPILOG = """examples:
-  handwriting evaluate legibility --model graves-bigbank --bias 1 -n 500 --json legibility.json
+  handwriting evaluate legibility --model graves-synthesis-bigbank --bias 1 -n 500 --json legibility.json
   handwriting evaluate legibility --model runs/graves/best --bias 0 -n 100 --texts heldout
   handwriting evaluate reference -n 350 --json reference.json
   handwriting evaluate train-recognizer --threads 1 --out data/pretrained/recognizer-bigbank   (about 30 min on 2 CPU cores)

@@ -1,4 +1,4 @@
-"""Pretrained models by name: ``load_pretrained("graves-bigbank")``, ``handwriting models``.
+"""Pretrained models by name: ``load_pretrained("graves-synthesis-bigbank")``, ``handwriting models``.
 
 A pretrained model is a pair of files written by :func:`handwriting.checkpoint.save_model` —
 ``<name>.safetensors`` (the weights) and ``<name>.json`` (what the model is, how it was trained, its
@@ -24,15 +24,19 @@ from typing import Any
 from . import checkpoint as ckpt
 from .errors import HandwritingError
 
-__all__ = ["DEFAULT_MODEL", "PretrainedError", "pretrained_dirs", "list_pretrained", "find_pretrained", "load_pretrained"]
+__all__ = [
+    "DEFAULT_MODEL", "PretrainedError", "pretrained_dirs", "list_pretrained", "find_pretrained", "load_pretrained",
+    "publish",
+]
 
-DEFAULT_MODEL = "graves-bigbank"  # what write() uses when no model is named
+DEFAULT_MODEL = "graves-synthesis-bigbank"  # what write() uses when no model is named
 REPO_DIR = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 
 EPILOG = """examples:
   handwriting models                 list the pretrained models (name, class, size, validation NLL)
   handwriting models --json          the same as JSON
   HANDWRITING_PRETRAINED=runs/pretrained handwriting models
+  handwriting models --publish runs/graves/best my-graves --description "my first model"
 """
 
 
@@ -132,6 +136,35 @@ def load_pretrained(name: str = DEFAULT_MODEL, device: str = "cpu"):
     return model
 
 
+def publish(source: str | os.PathLike, name: str, description: str | None = None, directory: str | os.PathLike | None = None) -> Path:
+    """Copy the checkpoint ``source`` (a stem such as ``runs/graves/best``, or its ``.safetensors``/``.json``)
+    into a pretrained directory (default: the repository's ``data/pretrained``) as ``name``, after verifying
+    its checksum.  The weights are copied byte for byte; the description gains ``description`` and the new
+    file name.  Both files are written atomically.  Returns the new weights path."""
+    import shutil
+
+    from ._io import atomic_write
+
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise PretrainedError(f"{name!r} is not a usable model name: use letters, digits and dashes, e.g. 'my-graves'")
+    src_weights, src_meta = ckpt.model_paths(source)
+    ckpt.load_model(src_weights, verify=True)  # refuse to publish a damaged checkpoint
+    meta = json.loads(src_meta.read_text(encoding="utf-8"))
+    out_dir = Path(directory) if directory is not None else REPO_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.safetensors"
+    with atomic_write(weights, "wb") as f, open(src_weights, "rb") as src:
+        shutil.copyfileobj(src, f)
+    meta["weights"]["file"] = weights.name
+    if description is not None:
+        meta["description"] = description
+    meta["published_from"] = str(src_weights)
+    with atomic_write(weights.with_suffix(".json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    return weights
+
+
 # ----------------------------------------------------------------------------------------------------------
 # `handwriting models`
 
@@ -147,9 +180,15 @@ def _fmt_bytes(n: int) -> str:
 def configure(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.add_argument("--verify", action="store_true", help="also load every model and check its checksum")
+    parser.add_argument("--publish", nargs=2, metavar=("CHECKPOINT", "NAME"), help="copy a trained checkpoint (e.g. runs/graves/best) into data/pretrained as NAME")
+    parser.add_argument("--description", help="with --publish: a one-line description stored with the model")
 
 
 def run(args) -> int:
+    if args.publish:
+        path = publish(args.publish[0], args.publish[1], args.description)
+        print(f"published {args.publish[0]} as {args.publish[1]}: {path}")
+        return 0
     models = list_pretrained()
     if args.verify:
         for m in models:
