@@ -40,6 +40,7 @@ EPILOG = """examples:
 BENCHES: dict[str, str] = {
     "graves": "handwriting.bench:bench_graves",
     "transformer": "handwriting.bench_transformer:bench_transformer",
+    "panel": "handwriting.bench:bench_panel",
 }
 
 PEER_INSTALL = (
@@ -444,6 +445,46 @@ def bench_graves(args: argparse.Namespace) -> dict:
         notes.append(f"sampling runs a fixed {ppc} points per character (window stop rule off), fp32, inference mode")
     result["notes"] = notes
     return result
+
+
+PANEL_TEXT = "the quick brown fox jumps over"  # 30 characters
+
+
+def bench_panel(args: argparse.Namespace) -> dict:
+    """The interactive panel's regeneration time for a 30-character line (design target: <= 1 s on 2 CPU
+    cores with the Graves model): the whole ``Panel.regenerate`` (write + render to SVG), per bias and with
+    a style (primed), medians of ``--repeats`` runs with a new seed each time."""
+    import statistics
+
+    from . import pretrained
+    from .widgets import Panel
+
+    names = [m["name"] for m in pretrained.list_pretrained()]
+    model = pretrained.DEFAULT_MODEL if pretrained.DEFAULT_MODEL in names else "graves-synthesis-tiny"
+    if model not in names:
+        return {"available": False, "notes": [f"no pretrained Graves model installed ({pretrained.DEFAULT_MODEL})"]}
+    text = PANEL_TEXT[:12] if args.quick else PANEL_TEXT
+    panel = Panel(model, text=text, debounce=0, background=False)
+    rows = []
+    seed = 0
+    for bias in (0.0, 1.0, 3.0):
+        panel.bias.value = bias
+        times = []
+        for i in range(args.warmup + args.repeats):
+            seed += 1
+            panel.seed.value = seed
+            t0 = time.perf_counter()
+            panel.regenerate()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+        rows.append({"what": f"regenerate {len(text)} characters, bias {bias:g}", "model": model,
+                     "median s": statistics.median(times), "min s": min(times),
+                     "target s": 1.0, "met": statistics.median(times) <= 1.0})
+    return {
+        "table": rows,
+        "notes": [f"Panel(model={model!r}).regenerate() with the text {text!r}: write + SVG rendering, "
+                  f"medians of {args.repeats} runs (new seed each), {args.warmup} warm-up"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:  # python -m handwriting.bench

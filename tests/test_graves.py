@@ -48,8 +48,18 @@ def _data(B=3, T=20, U=5, A=12, seed=0, dtype=torch.float32):
 # a naive reference: every layer stepped with explicit LSTM arithmetic, autograd through everything
 
 
+_CLIP = {"lstm": None, "output": None}  # Graves' derivative clipping in the naive reference (hooks)
+
+
+def _clamped(t, limit):
+    if limit is not None and t.requires_grad:
+        t.register_hook(lambda g: g.clamp(-limit, limit))
+    return t
+
+
 def _cell(inp, h, c, lstm):
     g = inp @ lstm.weight_ih_l0.t() + lstm.bias_ih_l0 + h @ lstm.weight_hh_l0.t() + lstm.bias_hh_l0
+    g = _clamped(g, _CLIP["lstm"])
     i, f, gg, o = g.chunk(4, -1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
     return torch.sigmoid(o) * torch.tanh(c), c
@@ -77,7 +87,7 @@ def naive_synthesis(model, x, text):
         w = (phi.unsqueeze(-1) * onehot).sum(1)
         for n in range(1, L):
             h[n], c[n] = _cell(torch.cat([xt, w, h[n - 1]], 1), h[n], c[n], model.lstms[n])
-        raws.append(model.head.linear(torch.cat(h, 1)))
+        raws.append(_clamped(model.head.linear(torch.cat(h, 1)), _CLIP["output"]))
         phis.append(phi)
     return model.head.split(torch.stack(raws, 1)), torch.stack(phis, 1)
 
@@ -92,7 +102,7 @@ def naive_prediction(model, x):
         for n in range(cfg.layers):
             inp = x[:, t] if n == 0 else torch.cat([x[:, t], h[n - 1]], 1)
             h[n], c[n] = _cell(inp, h[n], c[n], model.lstms[n])
-        raws.append(model.head.linear(torch.cat(h, 1)))
+        raws.append(_clamped(model.head.linear(torch.cat(h, 1)), _CLIP["output"]))
     return model.head.split(torch.stack(raws, 1))
 
 
@@ -127,6 +137,40 @@ def test_synthesis_gradients_equal_naive_reference_fp64():
     g_ref = torch.autograd.grad(mdn_nll(naive_synthesis(model, inp, text)[0], x).sum(), params)
     for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["synthesis", "prediction"])
+def test_graves_clipping_equals_clamping_every_gate_and_output_derivative(kind):
+    """set_gradient_clipping clamps inside the hand-written backward exactly as hooks on the naive model's
+    gate pre-activations and outputs do, and the limits are small enough here to change the gradients."""
+    torch.manual_seed(3)
+    cls = SynthesisNetwork if kind == "synthesis" else PredictionNetwork
+    model = cls(GravesConfig(**SMALL)).double()
+    x, text = _data(dtype=torch.float64)
+    inp = _shift_inputs(x)
+    params = list(model.parameters())
+
+    def fast():
+        out = model(inp, text) if kind == "synthesis" else model(inp)
+        return torch.autograd.grad(mdn_nll(out.params, x).sum(), params)
+
+    def naive():
+        ref = naive_synthesis(model, inp, text)[0] if kind == "synthesis" else naive_prediction(model, inp)
+        return torch.autograd.grad(mdn_nll(ref, x).sum(), params)
+
+    unclipped = fast()
+    model.set_gradient_clipping(output=0.5, lstm=0.05)
+    _CLIP.update(output=0.5, lstm=0.05)
+    try:
+        g_fast, g_ref = fast(), naive()
+    finally:
+        _CLIP.update(output=None, lstm=None)
+        model.set_gradient_clipping(None, None)
+    for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=name)
+    assert any(not torch.allclose(a, b) for a, b in zip(g_fast, unclipped)), "the limits should bite"
+    for a, b in zip(fast(), unclipped):  # switched off again
+        torch.testing.assert_close(a, b)
 
 
 def test_prediction_forward_and_gradients_equal_naive_reference():

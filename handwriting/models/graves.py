@@ -281,7 +281,7 @@ class _LSTMRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gx, w_hh, h0, c0, mm_dtype):
+    def forward(ctx, gx, w_hh, h0, c0, mm_dtype, *clip):
         T, B, G = gx.shape
         H = G // 4
         fused = mm_dtype == gx.dtype
@@ -295,6 +295,7 @@ class _LSTMRecurrence(torch.autograd.Function):
             h, c = _lstm_step(g, c, t, H, a_l, gates, cs_l, tcs_l, hs_l)
         ctx.save_for_backward(w_hh, h0, c0, acts, cs, tcs, hs)
         ctx.mm_dtype = mm_dtype
+        ctx.n_clip, ctx.clip = len(clip), (clip[0] if clip else None)
         return hs, c.clone()
 
     @staticmethod
@@ -314,12 +315,14 @@ class _LSTMRecurrence(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             dh = dh_rec if dhs_l is None else dhs_l[t] + dh_rec
             dc = step(t, dh, dc, dG_l[t])
+            if ctx.clip is not None:  # Graves' clipping of the LSTM derivatives (gate pre-activations)
+                dG_l[t].clamp_(-ctx.clip, ctx.clip)
             dh_rec = _step_mm(dG_l[t], w, fused)
         dw = None
         if ctx.needs_input_grad[1]:
             h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]], 0).reshape(T * B, H)
             dw = _mm(dG.reshape(T * B, G).t(), h_prev.to(dt)).to(w_hh.dtype)
-        return dG, dw, dh_rec, dc, None
+        return (dG, dw, dh_rec, dc, None) + (None,) * ctx.n_clip
 
 
 class _WindowRecurrence(torch.autograd.Function):
@@ -332,7 +335,7 @@ class _WindowRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gx, w_hh, E, w_win, b_win, mask, h0, c0, kappa0, phi0, scale, mm_dtype):
+    def forward(ctx, gx, w_hh, E, w_win, b_win, mask, h0, c0, kappa0, phi0, scale, mm_dtype, *clip):
         T, B, G = gx.shape
         H = G // 4
         U = E.shape[1]
@@ -372,6 +375,7 @@ class _WindowRecurrence(torch.autograd.Function):
         ctx.save_for_backward(w_hh, E, w_win, mask, h0, c0, phi0, acts, cs, tcs, hs, phis, ep, dd, ex)
         ctx.mm_dtype = mm_dtype
         ctx.scale = scale
+        ctx.n_clip, ctx.clip = len(clip), (clip[0] if clip else None)
         abk = torch.cat([ep[..., : 2 * K], kap], -1)
         ctx.mark_non_differentiable(abk)
         return hs, phis, c.clone(), abk
@@ -415,6 +419,8 @@ class _WindowRecurrence(torch.autograd.Function):
             if dhs_l is not None:
                 dh = dh + dhs_l[t]
             dc = step(t, dh, dc, dG_l[t])
+            if ctx.clip is not None:
+                dG_l[t].clamp_(-ctx.clip, ctx.clip)
             dh_rec = _step_mm(dG_l[t], w, fused)
             if fused:
                 dphi_rec = torch.bmm(dG_l[t].unsqueeze(1), E_T).squeeze(1)
@@ -432,7 +438,7 @@ class _WindowRecurrence(torch.autograd.Function):
             dw_win = dP.reshape(T * B, 3 * K).t() @ hs.reshape(T * B, H)
         if need[4]:
             db_win = dP.sum((0, 1))
-        return dG, dw_hh, dE, dw_win, db_win, None, dh_rec, dc, dkappa, dphi_rec, None, None
+        return (dG, dw_hh, dE, dw_win, db_win, None, dh_rec, dc, dkappa, dphi_rec, None, None) + (None,) * ctx.n_clip
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -538,6 +544,25 @@ def _resolve_generator(generator, seed, device):
 
 class _GravesBase(nn.Module):
     config: GravesConfig
+    _clip_output: float | None = None
+    _clip_lstm: float | None = None
+
+    def set_gradient_clipping(self, output: float | None = None, lstm: float | None = None) -> None:
+        """Graves' derivative clipping (§4), applied inside the backward pass: the derivatives w.r.t. the
+        output layer's pre-activations are clamped to ±``output`` and those w.r.t. every LSTM gate
+        pre-activation to ±``lstm`` (``None``: off).  The trainer's ``clip="graves"`` calls this with the
+        limits in the units of the loss it back-propagates."""
+        self._clip_output = None if output is None else float(output)
+        self._clip_lstm = None if lstm is None else float(lstm)
+
+    def _clip_args(self) -> tuple:
+        return () if self._clip_lstm is None or not torch.is_grad_enabled() else (self._clip_lstm,)
+
+    @staticmethod
+    def _clamp_grad(t: torch.Tensor, limit: float | None) -> torch.Tensor:
+        if limit is not None and t.requires_grad:
+            t.register_hook(lambda g: g.clamp(-limit, limit))
+        return t
 
     def _mm_dtype(self, device) -> torch.dtype:
         dt = resolve_precision(self.config.precision, device)
@@ -604,9 +629,10 @@ class PredictionNetwork(_GravesBase):
                 with torch.autocast("cuda", dtype=dt, enabled=dt != torch.float32):
                     hs, (hn, cn) = lstm(inp, (h0[n : n + 1].contiguous(), c0[n : n + 1].contiguous()))
                 hs, hn, cn = hs.to(xt.dtype), hn[0].to(xt.dtype), cn[0].to(xt.dtype)
+                hs = self._clamp_grad(hs, self._clip_lstm)  # fused kernel: its outputs' derivatives
             else:
                 gx = self._proj(inp, w_ih, b_ih + b_hh, dt).view(T, B, 4 * H)
-                hs, cn = _LSTMRecurrence.apply(gx, w_hh, h0[n], c0[n], dt)
+                hs, cn = _LSTMRecurrence.apply(gx, w_hh, h0[n], c0[n], dt, *self._clip_args())
                 hn = hs[-1]
             outs.append(hs)
             hT.append(hn)
@@ -626,7 +652,7 @@ class PredictionNetwork(_GravesBase):
     def _head(self, feats: torch.Tensor, dt: torch.dtype) -> MixtureParams:
         lin = self.head.linear
         raw = self._proj(feats, lin.weight, lin.bias, dt).view(*feats.shape[:-1], -1)
-        return self.head.split(raw)
+        return self.head.split(self._clamp_grad(raw, self._clip_output))
 
     def training_step(self, batch) -> dict:
         out = self.forward(_shift_inputs(batch.x))
@@ -741,7 +767,7 @@ class SynthesisNetwork(_GravesBase):
         E1 = self._char_gates(self.lstms[0], text)
         hs, phis, c1, abk = _WindowRecurrence.apply(
             gx, w_hh, E1, self.window.weight, self.window.bias, mask, h0[0], c0[0], kappa0, phi0,
-            float(cfg.kappa_scale), dt,
+            float(cfg.kappa_scale), dt, *self._clip_args(),
         )
         outs, hT, cT = [hs], [hs[-1]], [c1]
         phi_bt = phis.transpose(0, 1)  # (B, T, U)
@@ -758,6 +784,7 @@ class SynthesisNetwork(_GravesBase):
                 with torch.autocast("cuda", dtype=dt, enabled=dt != torch.float32):
                     hs, (hn, cn) = lstm(inp, (h0[n : n + 1].contiguous(), c0[n : n + 1].contiguous()))
                 hs, hn, cn = hs.to(fdt), hn[0].to(fdt), cn[0].to(fdt)
+                hs = self._clamp_grad(hs, self._clip_lstm)
             else:
                 inp = torch.cat([xt, self._drop(below)], -1)
                 w_xh = torch.cat([w_ih[:, :3], w_ih[:, 3 + A :]], 1)
@@ -768,7 +795,7 @@ class SynthesisNetwork(_GravesBase):
                 else:
                     gw = torch.bmm(phi_bt.to(dt), En.to(dt)).to(fdt)
                 gx = gx + gw.transpose(0, 1)
-                hs, cn = _LSTMRecurrence.apply(gx, w_hh, h0[n], c0[n], dt)
+                hs, cn = _LSTMRecurrence.apply(gx, w_hh, h0[n], c0[n], dt, *self._clip_args())
                 hn = hs[-1]
             outs.append(hs)
             hT.append(hn)
@@ -777,6 +804,7 @@ class SynthesisNetwork(_GravesBase):
         feats = torch.cat([self._drop(o) for o in outs], -1)
         lin = self.head.linear
         raw = PredictionNetwork._proj(feats, lin.weight, lin.bias, dt).view(T, B, -1)
+        raw = self._clamp_grad(raw, self._clip_output)
         params = self.head.split(raw).map(lambda t: t.transpose(0, 1))
         new_state = GravesState(torch.stack(hT), torch.stack(cT), abk[-1, :, 2 * K :], phis[-1])
         extra = None
