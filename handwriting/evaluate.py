@@ -505,6 +505,21 @@ def reference(
     return out
 
 
+def _bigbank_checksum(path=None) -> dict:
+    """``data_file`` and ``data_sha256`` of the bigbank file used (empty when it cannot be found)."""
+    import hashlib
+
+    try:
+        if path is None:
+            from .datasets.download import bigbank_path
+
+            path = bigbank_path()
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (HandwritingError, OSError):
+        return {}
+    return {"data_file": os.fspath(path), "data_sha256": digest}
+
+
 def _split_of(model) -> dict:
     """The word-disjoint split a model was trained with (``training.data.valid_fraction`` / ``split_seed`` in
     its checkpoint description), else the standard one (0.1, seed 0)."""
@@ -547,7 +562,8 @@ def train_recognizer(args=None, out: str | os.PathLike | None = None, beam_width
     config.sample_every = config.eval_every
     trainer = Trainer(
         model, train_loader, valid_loader, config, sample_fn=report,
-        meta={"training": {"command": command, "data": info, "recipe": "handwriting.models.recognizer.build_recognizer_training"}},
+        meta={"training": {"command": command, "data": info, **_bigbank_checksum(overrides.get("data")),
+                           "recipe": "handwriting.models.recognizer.build_recognizer_training"}},
     )  # fmt: skip
     t_fit[0] = time.perf_counter()
     summary = trainer.fit()

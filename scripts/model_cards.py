@@ -1,0 +1,97 @@
+"""Figures for the model cards in data/pretrained/README.md: sample grids of held-out words at several biases
+and loss curves from a training run's TensorBoard log.
+
+    python scripts/model_cards.py grid graves-synthesis-bigbank cursive-transformer-bigbank
+    python scripts/model_cards.py curves graves-synthesis-bigbank=runs/graves-bigbank ...
+
+Grids: 8 words of the held-out split the model was trained with (never in its training lines), each written
+at bias 0, 0.5, 1 and 2 with a fixed seed -> figures/samples_<name>.png.  Curves: training loss (smoothed)
+and validation NLL per point -> figures/loss_<name>.png.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from handwriting import evaluate, pretrained
+from handwriting.generate import write
+from handwriting.notebook_utils import save_figure
+from handwriting.render import plot
+
+BIASES = (0.0, 0.5, 1.0, 2.0)
+
+
+def heldout_texts(model, n: int = 8) -> list[str]:
+    chars = set(evaluate._chars_of(model) or "")
+    held = evaluate.heldout_words(**evaluate._split_of(model))
+    texts = [s.text for s in held if set(s.text) <= chars and 3 <= len(s.text) <= 10]
+    rng = np.random.default_rng(0)
+    return [texts[i] for i in sorted(rng.choice(len(texts), size=min(n, len(texts)), replace=False))]
+
+
+def grid(name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    model = pretrained.load_pretrained(name)
+    texts = heldout_texts(model)
+    fig, axes = plt.subplots(len(texts), len(BIASES), figsize=(2.6 * len(BIASES), 0.95 * len(texts)), squeeze=False)
+    for j, b in enumerate(BIASES):
+        w = write("\n".join(texts), model=model, bias=b, seed=1, max_line_chars=100)
+        for i, line in enumerate(w.lines):
+            ax = axes[i, j]
+            plot(line, ax=ax, title="")
+            if i == 0:
+                ax.set_title(f"bias {b:g}", fontsize=10)
+            if j == 0:
+                ax.text(-0.05, 0.5, texts[i], transform=ax.transAxes, ha="right", va="center", fontsize=9)
+    fig.suptitle(f"{name}: held-out words (not in its training lines)", fontsize=10)
+    fig.tight_layout()
+    print(save_figure(fig, f"samples_{name}.png", dpi=100))
+    plt.close(fig)
+
+
+def curves(name: str, run: str) -> None:
+    import glob
+
+    import matplotlib.pyplot as plt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(glob.glob(f"{run}/tb")[0], size_guidance={"scalars": 0})
+    ea.Reload()
+    tags = ea.Tags()["scalars"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    if "train/loss" in tags:
+        ev = ea.Scalars("train/loss")
+        steps, vals = np.array([e.step for e in ev]), np.array([e.value for e in ev])
+        k = max(1, len(vals) // 40)
+        smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, label="training loss (per point/token, smoothed)")
+    if "valid/nll_per_point" in tags:
+        ev = ea.Scalars("valid/nll_per_point")
+        ax.plot([e.step for e in ev], [e.value for e in ev], "o-", label="validation NLL per point/token")
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats")
+    ax.set_title(name, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    print(save_figure(fig, f"loss_{name}.png", dpi=100))
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("grid", "curves"):
+        print(__doc__)
+        return 2
+    for arg in argv[1:]:
+        if argv[0] == "grid":
+            grid(arg)
+        else:
+            name, _, run = arg.partition("=")
+            curves(name, run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,107 @@
+"""The models shipped in data/pretrained: every one loads by name with its checksum verified, is small, carries
+the metadata of how it was trained, and does its job (the generators write the characters they are asked
+for; the recognizer reads held-out real words)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from handwriting import pretrained
+from handwriting.generate import write
+
+SHIPPED = {
+    "graves-synthesis-bigbank": "SynthesisNetwork",
+    "graves-prediction-bigbank": "PredictionNetwork",
+    "cursive-transformer-bigbank": "CursiveTransformer",
+    "mdn-transformer-bigbank": "MDNTransformer",
+    "recognizer-bigbank": "Recognizer",
+    "graves-synthesis-tiny": "SynthesisNetwork",
+    "graves-prediction-tiny": "PredictionNetwork",
+    "cursive-transformer-tiny": "CursiveTransformer",
+    "mdn-transformer-tiny": "MDNTransformer",
+}
+GENERATORS = [n for n, c in SHIPPED.items() if c in ("SynthesisNetwork", "CursiveTransformer", "MDNTransformer")]
+
+
+def test_every_shipped_model_is_listed():
+    names = {m["name"] for m in pretrained.list_pretrained()}
+    missing = set(SHIPPED) - names
+    assert not missing, f"data/pretrained lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_loads_verified_small_and_described(name):
+    model = pretrained.load_pretrained(name)
+    assert type(model).__name__ == SHIPPED[name]
+    weights = pretrained.find_pretrained(name)
+    assert weights.stat().st_size <= 20 * 2**20, "each shipped file must stay under 20 MB"
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    training = meta["training"]
+    for key in ("command", "steps", "wall_time_s", "hardware", "git_commit"):
+        assert training.get(key) not in (None, ""), f"{name}: training.{key} missing"
+    if "bigbank" in name:
+        assert len(training["data_sha256"]) == 64, f"{name}: the checksum of the data it was trained on"
+    assert np.isfinite(meta["metrics"]["nll_per_point"] if "nll_per_point" in meta["metrics"] else 0.0)
+    assert "PLACEHOLDER" not in (meta.get("description") or ""), f"{name} is a placeholder, not the trained model"
+
+
+def test_a_damaged_copy_is_refused(tmp_path, monkeypatch):
+    src = pretrained.find_pretrained("graves-synthesis-tiny")
+    shutil.copy(src.with_suffix(".json"), tmp_path / "broken.json")
+    blob = bytearray(src.read_bytes())
+    blob[-10] ^= 0xFF
+    (tmp_path / "broken.safetensors").write_bytes(bytes(blob))
+    monkeypatch.setenv("HANDWRITING_PRETRAINED", str(tmp_path))
+    with pytest.raises(pretrained.PretrainedError, match="broken"):
+        pretrained.load_pretrained("broken")
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_generators_write_a_line_reproducibly(name):
+    model = pretrained.load_pretrained(name)
+    chars = model.alphabet if isinstance(model.alphabet, str) else model.alphabet.chars
+    text = "".join(c for c in "handwriting" if c in chars)[:8]
+    a = write(text, model=model, bias=1.0, seed=3)
+    b = write(text, model=model, bias=1.0, seed=3)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    assert len(a.offsets) > len(text) and np.isfinite(a.offsets).all()
+
+
+def test_publish_copies_byte_for_byte_and_renames(tmp_path):
+    src = pretrained.find_pretrained("graves-prediction-tiny")
+    out = pretrained.publish(src, "copy-of-tiny", description="a copy", directory=tmp_path)
+    assert out.read_bytes() == src.read_bytes()
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["weights"]["file"] == "copy-of-tiny.safetensors" and meta["description"] == "a copy"
+    with pytest.raises(pretrained.PretrainedError, match="name"):
+        pretrained.publish(src, "../escape", directory=tmp_path)
+
+
+def test_graves_bigbank_model_follows_the_text(bigbank_path):
+    """The synthesis network's window walks through the whole text: it stops after the last character and
+    its φ peaks move forward through the characters."""
+    model = pretrained.load_pretrained("graves-synthesis-bigbank")
+    w = write("minimum", model=model, bias=2.0, seed=0, return_internals=True)
+    phi = np.asarray(w.internals[0]["phi"])  # (T, U)
+    peaks = phi.argmax(1)
+    assert peaks[-1] >= phi.shape[1] - 2, "the window should reach the end of the text"
+    assert np.all(np.diff(np.maximum.accumulate(peaks)) >= 0) and peaks[: len(peaks) // 4].mean() < peaks[-len(peaks) // 4 :].mean()
+
+
+@pytest.mark.parametrize("dtype", ["bf16"])
+def test_half_precision_storage_matches_fp32(tmp_path, dtype):
+    from handwriting import checkpoint as ckpt
+
+    model = pretrained.load_pretrained("graves-synthesis-tiny")
+    ckpt.save_model(tmp_path / "half", model, dtype=dtype)
+    half, _ = ckpt.load_model(tmp_path / "half")
+    x = torch.randn(2, 40, 3)
+    x[..., 2] = 0
+    text = torch.randint(1, model.config.alphabet_size, (2, 6))
+    with torch.no_grad():
+        a = model(x, text).params.mu
+        b = half(x, text).params.mu
+    torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
