@@ -30,6 +30,14 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "graves-synthesis-bigbank"  # what write() uses when no model is named
+ALIASES = {  # short names for the command line: `handwriting write "hi" --model transformer`
+    "graves": "graves-synthesis-bigbank",
+    "graves-prediction": "graves-prediction-bigbank",
+    "transformer": "cursive-transformer-bigbank",
+    "cursive-transformer": "cursive-transformer-bigbank",
+    "mdn-transformer": "mdn-transformer-bigbank",
+    "recognizer": "recognizer-bigbank",
+}
 REPO_DIR = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 
 EPILOG = """examples:
@@ -95,13 +103,15 @@ def list_pretrained() -> list[dict[str, Any]]:
 
 
 def find_pretrained(name: str) -> Path:
-    """The weights path of pretrained model ``name`` (``PretrainedError`` listing what exists if none)."""
+    """The weights path of pretrained model ``name`` or of an alias in :data:`ALIASES` (``PretrainedError``
+    listing what exists if none)."""
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise PretrainedError(f"{name!r} is not a pretrained model name (names have no slashes); pass a path to load_model instead")
-    for d in pretrained_dirs():
-        w = d / f"{name}.safetensors"
-        if w.is_file() or (d / f"{name}.json").is_file():
-            return w
+    for candidate in (name, ALIASES.get(name)):
+        for d in pretrained_dirs() if candidate else ():
+            w = d / f"{candidate}.safetensors"
+            if w.is_file() or (d / f"{candidate}.json").is_file():
+                return w
     names = [m["name"] for m in list_pretrained()]
     have = f"available: {', '.join(names)}" if names else "no pretrained models are installed yet"
     raise PretrainedError(f"no pretrained model named {name!r} ({have}); {_how_to_get(name)}")
@@ -132,7 +142,7 @@ def load_pretrained(name: str = DEFAULT_MODEL, device: str = "cpu"):
             f"pretrained model {name!r} cannot be used: {exc}. Restore the files from the repository "
             f"(`git checkout -- {weights.parent}`) or retrain and copy them again"
         ) from exc
-    model.pretrained_name = name
+    model.pretrained_name = weights.stem
     return model
 
 

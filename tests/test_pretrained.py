@@ -105,3 +105,9 @@ def test_half_precision_storage_matches_fp32(tmp_path, dtype):
         a = model(x, text).params.mu
         b = half(x, text).params.mu
     torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
+
+
+def test_short_aliases_name_the_bigbank_models():
+    assert pretrained.find_pretrained("graves").stem == "graves-synthesis-bigbank"
+    assert pretrained.find_pretrained("transformer").stem == "cursive-transformer-bigbank"
+    assert pretrained.load_pretrained("recognizer").pretrained_name == "recognizer-bigbank"
