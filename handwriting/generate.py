@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import DataError, HandwritingError
-from .strokes import Normalizer, Sample, check_offsets, to_absolute, to_offsets
+from .strokes import Normalizer, Sample, check_offsets, downsample, to_absolute, to_offsets
 
 __all__ = ["Written", "write", "resolve_model", "wrap_text", "layout_lines", "configure", "run", "EPILOG"]
 
@@ -194,6 +194,39 @@ def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
         f"the model cannot write {len(bad)} character(s) of the text: {shown}; it knows {len(chars)} characters "
         f"({chars!r}). Remove or replace them, or pass unknown='replace' (--unknown replace)"
     )
+
+
+BIGBANK_POINTS_PER_CHAR = 20.8  # bigbank after removing 65% of each stroke's interior points (tokenizer_report)
+
+
+def model_points_per_char(model) -> float | None:
+    """How densely the model's training data was sampled (points per character), if known: Graves' networks
+    from ``kappa_scale`` (the trainer sets it to characters per point), else the ``points_per_char`` the
+    trainer recorded, else bigbank's density after the transformers' downsampling for models trained on it."""
+    ks = getattr(getattr(model, "config", None), "kappa_scale", None)
+    if ks:
+        return 1.0 / float(ks)
+    training = (getattr(model, "meta", None) or {}).get("training") or {}
+    if training.get("points_per_char"):
+        return float(training["points_per_char"])
+    if training.get("data") == "bigbank":
+        return BIGBANK_POINTS_PER_CHAR
+    return None
+
+
+def match_point_density(offsets: np.ndarray, text: str, model) -> np.ndarray:
+    """Thin a priming sample that is sampled more densely than the model's training data (a canvas drawing,
+    raw bigbank, the synthetic writer) by dropping evenly spaced interior points of its strokes: a model
+    primed with 3× too many points per character continues as if writing 3× slower and often stops at once.
+    Samples that are already as sparse as the training data are returned unchanged."""
+    target = model_points_per_char(model)
+    chars = len(text.replace(" ", ""))
+    if not target or chars == 0:
+        return offsets
+    have = len(offsets) / chars
+    if have <= 1.3 * target:
+        return offsets
+    return downsample(offsets, min(0.9, 1.0 - target / have))
 
 
 def _prime_parts(prime: Any) -> tuple[np.ndarray, str]:
@@ -374,7 +407,7 @@ def write(
     if prime is not None:
         off, ptext = _prime_parts(prime)
         (ptext,) = _check_chars([ptext], alphabet, unknown)
-        prime_parts = (off, ptext)
+        prime_parts = (match_point_density(off, ptext, m), ptext)
     if seed is None:
         seed = secrets.randbits(31)
     written = [i for i, ln in enumerate(lines) if ln]

@@ -1432,6 +1432,14 @@ def prediction_sample_fn(steps: int = 400) -> SampleFn:
     return fn
 
 
+def _points_per_char(samples, keep: float = 1.0, n: int = 500) -> float | None:
+    """Points per (non-space) character of the first ``n`` samples after keeping ``keep`` of their points
+    (recorded with a model so that a priming sample can be thinned to the density it was trained on)."""
+    pts = sum(len(s.offsets) for s in samples[:n])
+    chars = sum(len(s.text.replace(" ", "")) for s in samples[:n])
+    return round(keep * pts / chars, 2) if chars else None
+
+
 def _kappa_scale(ds, n: int = 200) -> float:
     """Characters per point over the first ``n`` items (Graves' window then starts near the right pace)."""
     items = [ds[i] for i in range(min(n, len(ds)))]
@@ -1517,7 +1525,7 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
         train_ds, batch_sampler=BucketBatchSampler(lengths, bs, seed=seed), collate_fn=collate_tokens, num_workers=workers
     )
     valid_loader = torch.utils.data.DataLoader(valid_ds, batch_size=bs, shuffle=False, collate_fn=collate_tokens)
-    info.update(words_per_line=wpl_n, tokenizer_scale=tok.scale)
+    info.update(words_per_line=wpl_n, tokenizer_scale=tok.scale, points_per_char=_points_per_char(train_s, keep=0.35))
     texts = [t for t in SAMPLE_TEXTS if all(c in alphabet for c in t)] or [alphabet.chars[:12]]
     return model, train_loader, valid_loader, {"alphabet": alphabet}, text_sample_fn(texts)
 

@@ -411,8 +411,9 @@ class _Models:
 
 
 def _pretrained_names() -> list[str]:
+    """The installed pretrained models that can write text, the default model (what ``write()`` uses) first."""
     try:
-        from .pretrained import list_pretrained
+        from .pretrained import DEFAULT_MODEL, list_pretrained
     except ImportError:
         return []
     try:
@@ -422,9 +423,15 @@ def _pretrained_names() -> list[str]:
     out = []
     for m in found:  # dicts with a name (or plain names)
         name = m.get("name") if isinstance(m, dict) else m
+        if isinstance(m, dict) and m.get("class") in _NOT_WRITERS:
+            continue  # it cannot write text: no use in the model picker
         if name:
             out.append(str(name))
-    return out
+    return sorted(out, key=lambda n: n != DEFAULT_MODEL)  # stable: the picker starts on the default model
+
+
+#: pretrained model classes that write no text (the unconditional prediction network, the recognizer).
+_NOT_WRITERS = frozenset({"PredictionNetwork", "Recognizer"})
 
 
 def _resolve_model(model: Any) -> Any:

@@ -285,3 +285,21 @@ def test_write_help_has_examples(capsys):
         main(["write", "--help"])
     out = capsys.readouterr().out
     assert "examples:" in out and "--bias" in out and "--prime" in out
+
+
+def test_a_dense_prime_is_thinned_to_the_models_point_density():
+    from handwriting.generate import match_point_density, model_points_per_char
+    from handwriting.models.graves import GravesConfig, SynthesisNetwork
+    from handwriting import strokes as S
+
+    model = SynthesisNetwork(GravesConfig(alphabet_size=5, hidden=8, layers=1, kappa_scale=0.05))
+    assert model_points_per_char(model) == pytest.approx(20.0)
+    t = np.linspace(0, 6 * np.pi, 241)
+    pts = np.stack([t / 10, np.sin(t) / 5, np.zeros_like(t)], 1)
+    pts[-1, 2] = 1
+    dense = S.to_offsets(pts).astype(np.float32)  # 241 points for a 4-character text: 60 per character
+    thin = match_point_density(dense, "abcd", model)
+    assert abs(len(thin) / 4 - 20) <= 2, len(thin)
+    np.testing.assert_allclose(S.to_absolute(thin)[-1], S.to_absolute(dense)[-1], atol=1e-5)  # same shape, same end
+    sparse = dense[::4].copy()
+    assert match_point_density(sparse, "abcd", model) is sparse  # already sparse enough: untouched

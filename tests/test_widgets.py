@@ -299,3 +299,16 @@ def test_panel_and_smooth_with_a_real_synthesis_network():
     mine = wave("hey", 0.0, 0)
     out = smooth(mine, m, biases=(1, 3), seed=0)
     assert len(out) == 2 and [s.bias for s in out] == [1.0, 3.0] and out[0].text == "hey"
+
+
+def test_model_picker_lists_writers_only_with_the_default_model_first(monkeypatch):
+    from handwriting import pretrained, widgets
+
+    found = [
+        {"name": "cursive-transformer-bigbank", "class": "CursiveTransformer"},
+        {"name": "graves-prediction-bigbank", "class": "PredictionNetwork"},
+        {"name": pretrained.DEFAULT_MODEL, "class": "SynthesisNetwork"},
+        {"name": "recognizer-bigbank", "class": "Recognizer"},
+    ]
+    monkeypatch.setattr(pretrained, "list_pretrained", lambda: found)
+    assert widgets._pretrained_names() == [pretrained.DEFAULT_MODEL, "cursive-transformer-bigbank"]

@@ -335,6 +335,9 @@ def build_training(opts: dict, train_s, valid_s, info: dict):
     bs, workers = int(opts.get("batch_size") or 32), int(opts.get("num_workers") or 0)
     train_loader = make_loader(train_ds, bs, num_workers=workers, seed=seed)
     valid_loader = make_loader(valid_ds, bs, shuffle=False)
-    info.update(words_per_line=wpl, train_items=len(train_ds), valid_items=len(valid_ds))
+    pts = sum(len(s.offsets) for s in train_s[:500])
+    chars = sum(len(s.text.replace(" ", "")) for s in train_s[:500])
+    info.update(words_per_line=wpl, train_items=len(train_ds), valid_items=len(valid_ds),
+                points_per_char=round(0.35 * pts / chars, 2) if chars else None)  # after the 65% downsampling
     texts = [t for t in SAMPLE_TEXTS if all(c in alphabet for c in t)] or [alphabet.chars[:12]]
     return model, train_loader, valid_loader, {"alphabet": alphabet, "normalizer": train_ds.normalizer}, text_sample_fn(texts)
