@@ -3,6 +3,7 @@ and loss curves from a training run's TensorBoard log.
 
     python scripts/model_cards.py grid graves-synthesis-bigbank cursive-transformer-bigbank
     python scripts/model_cards.py curves graves-synthesis-bigbank=runs/graves-bigbank ...
+    python scripts/model_cards.py table
 
 Grids: 8 words of the held-out split the model was trained with (never in its training lines), each written
 at bias 0, 0.5, 1 and 2 with a fixed seed -> figures/samples_<name>.png.  Curves: training loss (smoothed)
@@ -80,7 +81,30 @@ def curves(name: str, run: str) -> None:
     plt.close(fig)
 
 
+def table() -> None:
+    """A markdown table of every shipped model from its JSON description (what the README shows)."""
+    import json
+
+    print("| model | class | parameters | file | data | steps | wall time | validation NLL |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m in pretrained.list_pretrained():
+        meta = json.loads(pretrained.find_pretrained(m["name"]).with_suffix(".json").read_text())
+        tr, met = meta.get("training", {}), meta.get("metrics", {})
+        data = tr.get("data") if isinstance(tr.get("data"), str) else "bigbank + synthetic"
+        wall = tr.get("wall_time_s")
+        nll = met.get("nll_per_point")
+        unit = "token" if m["class"] == "CursiveTransformer" else ("char" if m["class"] == "Recognizer" else "point")
+        nll_s = f"{nll:.3f} nats/{unit}" if isinstance(nll, (int, float)) else "-"
+        if m["class"] in ("SynthesisNetwork", "PredictionNetwork") and met.get("nll_per_sequence") is not None:
+            nll_s += f", {met['nll_per_sequence']:.0f} nats/line"
+        print(f"| `{m['name']}` | {m['class']} | {m['parameters'] / 1e6:.2f} M | {m['bytes'] / 2**20:.1f} MB | {data} | "
+              f"{tr.get('steps', '-')} | {wall / 60:.0f} min | {nll_s} |" if wall else "| - |")
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["table"]:
+        table()
+        return 0
     if not argv or argv[0] not in ("grid", "curves"):
         print(__doc__)
         return 2
