@@ -118,16 +118,17 @@ class MDNTransformer(DecoderBase):
         point.  ``loss`` is that sum divided by the number of points (comparable in spirit to Graves' loss
         per point, whose pen term is a Bernoulli instead)."""
         x, m = batch.x.float(), batch.x_mask.bool()
+        # sequences longer than the context are cut to it (and get no END target: they do not end there)
+        cropped = m.sum(1) > self.block_size - 1
+        x, m = x[:, : self.block_size - 1], m[:, : self.block_size - 1]
         B, T, _ = x.shape
-        if T + 1 > self.block_size:
-            raise ValueError(f"sequences of {T} points need block_size >= {T + 1}, the model has {self.block_size}")
         params, pen_logits = self(x, batch.text if self.conditional else None,
                                   batch.text_mask if self.conditional else None)
         lengths = m.sum(1)
         pos = torch.arange(T + 1, device=x.device)
         pen_t = torch.cat([(x[..., 2] > 0.5).long(), torch.zeros(B, 1, dtype=torch.long, device=x.device)], 1)
         pen_t = torch.where(pos[None] == lengths[:, None], torch.full_like(pen_t, PEN_END), pen_t)
-        pen_mask = pos[None] <= lengths[:, None]
+        pen_mask = (pos[None] < lengths[:, None]) | ((pos[None] == lengths[:, None]) & ~cropped[:, None])
         xy_nll = -mixture_log_density(params[:, :T], x[..., :2])
         xy_nll = torch.where(m, xy_nll, torch.zeros((), device=x.device)).sum()
         pen_nll = F.cross_entropy(pen_logits.float()[pen_mask], pen_t[pen_mask], reduction="sum")
