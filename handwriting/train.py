@@ -1483,7 +1483,7 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
     bs, workers = int(opts["batch_size"]), int(opts["num_workers"])
     train_loader = make_loader(train_ds, bs, num_workers=workers, seed=seed)
     valid_loader = make_loader(valid_ds, bs, shuffle=False)
-    info.update(words_per_line=wpl, train_items=len(train_ds), valid_items=len(valid_ds))
+    info.update(words_per_line=wpl, train_items=len(train_ds), valid_items=len(valid_ds), downsample=down)
     texts = [t for t in SAMPLE_TEXTS if all(c in alphabet for c in t)] or [alphabet.chars[:12]]
     sample_fn = text_sample_fn(texts) if kind == "graves" else prediction_sample_fn()
     return model, train_loader, valid_loader, {"alphabet": alphabet, "normalizer": train_ds.normalizer}, sample_fn
