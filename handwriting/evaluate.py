@@ -434,11 +434,14 @@ def legibility(
     beam_width: int = 1,
     batch: int = 32,
     device: str = "cpu",
+    return_samples: bool = False,
 ) -> dict:
     """Write ``n`` unseen texts with ``model`` (a pretrained name, a checkpoint path or a module) at ``bias``
     with fixed seeds, read them with the recognizer, and report CER and word accuracy (95% bootstrap
     intervals), seconds per sample, confusions, diversity and a few examples.  ``texts``: ``"random"``
-    (default: random words outside bigbank), ``"heldout"`` (held-out bigbank words), a file or a list."""
+    (default: random words outside bigbank), ``"heldout"`` (held-out bigbank words), a file or a list.
+    ``return_samples``: also return the generated ``samples`` (data units, one per text) and what the
+    recognizer ``read`` (not JSON-serialisable; for further analysis such as :func:`diversity`)."""
     from .generate import resolve_model
 
     if n < 1:
@@ -449,8 +452,9 @@ def legibility(
     if not words:
         raise EvaluateError("legibility: no texts to write")
     samples, wall = _generate(gen, words, bias, seed, batch=batch)
-    _, res = _read(rec, samples, words, seed, beam_width, alphabet=_chars_of(gen))
+    preds, res = _read(rec, samples, words, seed, beam_width, alphabet=_chars_of(gen))
     name = model if isinstance(model, (str, os.PathLike)) else getattr(gen, "pretrained_name", None) or type(gen).__name__
+    extra = {"samples": samples, "read": preds} if return_samples else {}
     return {
         "what": "legibility",
         "model": os.fspath(name) if isinstance(name, os.PathLike) else name,
@@ -462,6 +466,7 @@ def legibility(
         **res,
         "seconds_per_sample": wall / len(words),
         "diversity": diversity(samples),
+        **extra,
     }
 
 

@@ -140,6 +140,19 @@ def test_legibility_is_deterministic_for_a_seed():
     assert c["diversity"] != a["diversity"]  # another seed, other samples
 
 
+def test_legibility_can_return_its_samples_and_readings():
+    gen, rec = _tiny_writer(), _tiny_recognizer()
+    texts = ["abc", "hello", "xyz"]
+    a = legibility(gen, bias=0.5, n=3, seed=3, texts=texts, recognizer=rec)
+    b = legibility(gen, bias=0.5, n=3, seed=3, texts=texts, recognizer=rec, return_samples=True)
+    assert "samples" not in a and "read" not in a
+    assert _strip_times({k: v for k, v in b.items() if k not in ("samples", "read")}) == _strip_times(a)
+    assert [s.text for s in b["samples"]] == texts and len(b["read"]) == 3
+    assert [[t, r] for t, r in zip(texts, b["read"])] == b["examples"]
+    assert rec.recognize(b["samples"], chars="abcdefghijklmnopqrstuvwxyz") == b["read"]
+    assert diversity(b["samples"]) == b["diversity"]
+
+
 def test_legibility_command_writes_the_same_json_twice(tmp_path, capsys):
     ckpt.save_model(tmp_path / "gen", _tiny_writer())
     ckpt.save_model(tmp_path / "rec", _tiny_recognizer())
