@@ -57,6 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="run with QUICK = False (the full-length course)")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                         help="time limit per cell (default 600; 0 = none)")
+    parser.add_argument("--notebook-timeout", type=float, default=None, metavar="SECONDS",
+                        help="time limit per whole notebook, after which it is killed with its kernel (default "
+                             "1800 in QUICK mode, none with --full; 0 = none)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="where executed notebooks and HTML go (default <repo>/build/course)")
     parser.add_argument("--notebooks", type=Path, default=None, metavar="DIR",
@@ -230,28 +233,90 @@ def _kernel_manager_class():
     return EncryptedKernelManager
 
 
-def run_notebook(nb_path: Path, out_dir: Path, parameters: dict, kernel_name: str, timeout: float | None,
-                 html: bool = True) -> Result:
+def _execute(nb_path: Path, executed: Path, parameters: dict, kernel_name: str, timeout: float | None) -> str:
+    """Run one notebook with papermill; '' on success, else where and what failed."""
     import logging
 
     import papermill
 
     logging.getLogger("papermill").setLevel(logging.ERROR)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / nb_path.name
-    result = Result(name=nb_path.stem, ok=False, seconds=0.0, executed=executed)
-    if not _has_parameters_cell(nb_path):
-        result.warnings.append("no cell tagged `parameters`: papermill put QUICK at the top")
-    t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
             str(nb_path), str(executed), parameters=parameters, kernel_name=kernel_name, language="python",
             progress_bar=False, cwd=str(nb_path.parent), start_timeout=180,
             execution_timeout=timeout if timeout else None, kernel_manager_class=_kernel_manager_class(),
         )
-        result.ok = True
+        return ""
     except Exception as exc:  # noqa: BLE001 — every failure is reported with its notebook and cell
-        result.error = _describe_failure(nb_path, executed, exc)
+        return _describe_failure(nb_path, executed, exc) or f"{type(exc).__name__}"
+
+
+def _execute_child(conn, *args) -> None:  # the forked process: run, send the verdict, exit
+    try:
+        conn.send(_execute(*args))
+    except BaseException as exc:  # noqa: BLE001
+        conn.send(f"the runner itself failed: {type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux ``/proc``; empty elsewhere): the kernel a runner started."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _execute_guarded(nb_path: Path, executed: Path, parameters: dict, kernel_name: str, timeout: float | None,
+                     notebook_timeout: float | None) -> str:
+    """:func:`_execute` in a forked process that is killed, with its kernel, after ``notebook_timeout``
+    seconds: a kernel that never answers (or never shuts down) becomes a loud failure, not a hung course."""
+    import multiprocessing as mp
+    import signal
+
+    if not notebook_timeout or "fork" not in mp.get_all_start_methods():
+        return _execute(nb_path, executed, parameters, kernel_name, timeout)
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_execute_child, args=(send, nb_path, executed, parameters, kernel_name, timeout),
+                       daemon=True)
+    proc.start()
+    send.close()
+    verdict = None
+    if recv.poll(notebook_timeout):
+        with contextlib.suppress(EOFError):
+            verdict = recv.recv()
+    proc.join(30 if verdict is not None else 0)
+    if proc.is_alive():  # no verdict in time, or stuck shutting its kernel down after one
+        for pid in _descendants(proc.pid) + [proc.pid]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        proc.join(10)
+    if verdict is None:
+        where = _describe_failure(nb_path, executed, TimeoutError(f"no result after {notebook_timeout:.0f} s"))
+        return (f"{where} (the whole notebook ran past --notebook-timeout {notebook_timeout:.0f} s and was "
+                "killed with its kernel; raise the limit, or --notebook-timeout 0 for none)")
+    return verdict
+
+
+def run_notebook(nb_path: Path, out_dir: Path, parameters: dict, kernel_name: str, timeout: float | None,
+                 html: bool = True, notebook_timeout: float | None = None) -> Result:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / nb_path.name
+    result = Result(name=nb_path.stem, ok=False, seconds=0.0, executed=executed)
+    if not _has_parameters_cell(nb_path):
+        result.warnings.append("no cell tagged `parameters`: papermill put QUICK at the top")
+    t0 = time.perf_counter()
+    result.error = _execute_guarded(nb_path, executed, parameters, kernel_name, timeout, notebook_timeout)
+    result.ok = not result.error
     result.seconds = time.perf_counter() - t0
     if html and executed.exists():
         result.html = out_dir / (nb_path.stem + ".html")
@@ -293,6 +358,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     quick = not args.full
     parameters = {"QUICK": quick, **_parse_parameters(args.parameter)}
+    notebook_timeout = getattr(args, "notebook_timeout", None)
+    if notebook_timeout is None:
+        notebook_timeout = 1800.0 if quick else 0.0
     print(f"== {len(notebooks)} notebook(s) from {nb_dir}, QUICK={quick}, kernel {sys.executable}")
     print(f"== executed copies and HTML -> {out_dir}; figures -> {fig_dir}", flush=True)
 
@@ -312,7 +380,8 @@ def run(args: argparse.Namespace) -> int:
         with _environ(**env), _private_kernelspec() as kernel:
             for nb in notebooks:
                 print(f"-- {nb.name} ...", end=" ", flush=True)
-                r = run_notebook(nb, out_dir, parameters, kernel, args.timeout, html=not args.no_html)
+                r = run_notebook(nb, out_dir, parameters, kernel, args.timeout, html=not args.no_html,
+                                 notebook_timeout=notebook_timeout)
                 results.append(r)
                 print(f"{'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s", flush=True)
                 for w in r.warnings:

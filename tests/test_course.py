@@ -102,3 +102,34 @@ def test_find_notebooks_and_parameters(tmp_path: Path):
         "device": "cuda", "steps": 5, "name": "x"}
     with pytest.raises(SystemExit):
         course._parse_parameters(["no-equals"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="checks the kernel process through Linux /proc")
+def test_a_notebook_that_never_finishes_is_killed_with_its_kernel(tmp_path: Path):
+    nbs = tmp_path / "notebooks"
+    pid_file = tmp_path / "kernel.pid"
+    _notebook(nbs / "01_stuck.ipynb",
+              f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))",
+              "import time\ntime.sleep(3600)  # never returns")
+    _notebook(nbs / "02_after.ipynb", "print('the course goes on')")
+    out = _course("--notebooks", str(nbs), "--notebook-timeout", "15", "--timeout", "0", "--no-html", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "01_stuck.ipynb" in out.stderr and "cell 3 (`import time`)" in out.stderr
+    assert "--notebook-timeout 15 s" in out.stderr
+    assert "02_after" in out.stdout and "ok" in out.stdout.split("02_after")[1].splitlines()[0]
+    kernel = int(pid_file.read_text())
+    for _ in range(50):  # killed with the runner, not left behind sleeping
+        if not _alive(kernel):
+            break
+        import time
+
+        time.sleep(0.1)
+    assert not _alive(kernel)
