@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from handwriting.models.tokenizer import BOS, END, PAD, WORD, PolarTokenizer
 from handwriting.models.transformer import (
@@ -293,3 +294,56 @@ def test_benchmark_reference_style_model_computes_the_same_function():
     fake = {"rows": [{"what": "x", "model": "y", "seconds": 1.0, "speedup": 2.0}],
             "env": {"torch": "t", "threads": 1, "repeats": 1}}
     assert "2.0x" in format_table(fake)
+
+
+def test_fused_head_and_cross_entropy_equal_the_plain_expression():
+    from handwriting.models.transformer import LinearCrossEntropy
+
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(1000, 16, generator=g, requires_grad=True)
+    w = (0.3 * torch.randn(37, 16, generator=g)).requires_grad_()
+    tgt = torch.randint(0, 37, (1000,), generator=g)
+    plain = F.cross_entropy(h @ w.t(), tgt, reduction="sum")
+    dh, dw = torch.autograd.grad(3.0 * plain, (h, w))
+    fused = LinearCrossEntropy.apply(h, w, tgt, 128)  # several chunks, the last one partial
+    fh, fw = torch.autograd.grad(3.0 * fused, (h, w))
+    assert torch.allclose(fused, plain, rtol=1e-5)
+    assert torch.allclose(fh, dh, atol=1e-5) and torch.allclose(fw, dw, atol=1e-4)
+    with torch.no_grad():  # evaluation: the value alone
+        assert torch.allclose(LinearCrossEntropy.apply(h, w, tgt, 128), plain, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the loss stays float32 under autocast
+        v = LinearCrossEntropy.apply(h, w, tgt, 128)
+    assert v.dtype == torch.float32 and torch.allclose(v, plain, rtol=1e-5)
+
+
+def test_training_step_loss_and_gradients_match_logits_and_cross_entropy():
+    torch.manual_seed(0)
+    cfg = CursiveTransformerConfig(vocab_size=40, block_size=32, n_layer=2, d_model=16, n_head=2, text_len=6,
+                                   alphabet_size=9)
+    model = CursiveTransformer(cfg)
+    tokens = torch.randint(4, 40, (3, 20))
+    mask = torch.ones(3, 20, dtype=torch.bool)
+    mask[1, 12:] = False  # a shorter row: its padding has no target
+    text = torch.randint(1, 9, (3, 6))
+    batch = TokenBatch(tokens, mask, text, torch.ones(3, 6, dtype=torch.bool))
+    out = model.training_step(batch)
+    grads = torch.autograd.grad(out["loss"], list(model.parameters()))
+    logits = model(tokens[:, :-1], text)
+    m = mask[:, 1:]
+    ref = F.cross_entropy(logits[m], tokens[:, 1:][m], reduction="mean")
+    ref_grads = torch.autograd.grad(ref, list(model.parameters()))
+    assert out["points"] == int(m.sum()) and abs(out["loss"].item() - ref.item()) < 1e-5
+    for a, b in zip(grads, ref_grads):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_sampling_draws_tokens_with_softmax_probabilities():
+    from handwriting.models.transformer import _GumbelNoise
+
+    logits = torch.tensor([[2.0, 0.5, -1.0, 1.0, 0.0]]).expand(20000, 5)
+    noise = _GumbelNoise(20000, 5, 3, torch.Generator().manual_seed(0), "cpu")
+    for i in range(3):
+        freq = torch.bincount(CursiveTransformer._pick(logits, None, noise, i), minlength=5).float() / 20000
+        assert torch.allclose(freq, logits[0].softmax(0), atol=0.012), (i, freq)
+    top2 = torch.bincount(CursiveTransformer._pick(logits, 2, noise, 2), minlength=5).float() / 20000
+    assert top2[[1, 2, 4]].sum() == 0 and abs(top2[0] - 1 / (1 + torch.e ** -1.0)) < 0.012  # top-k renormalises
