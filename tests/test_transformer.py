@@ -338,12 +338,12 @@ def test_training_step_loss_and_gradients_match_logits_and_cross_entropy():
 
 
 def test_sampling_draws_tokens_with_softmax_probabilities():
-    from handwriting.models.transformer import _GumbelNoise
+    from handwriting.models.transformer import GumbelNoise
 
     logits = torch.tensor([[2.0, 0.5, -1.0, 1.0, 0.0]]).expand(20000, 5)
-    noise = _GumbelNoise(20000, 5, 3, torch.Generator().manual_seed(0), "cpu")
+    noise = GumbelNoise(20000, 5, 3, torch.Generator().manual_seed(0), "cpu")
     for i in range(3):
-        freq = torch.bincount(CursiveTransformer._pick(logits, None, noise, i), minlength=5).float() / 20000
+        freq = torch.bincount(CursiveTransformer.pick(logits, None, noise, i), minlength=5).float() / 20000
         assert torch.allclose(freq, logits[0].softmax(0), atol=0.012), (i, freq)
-    top2 = torch.bincount(CursiveTransformer._pick(logits, 2, noise, 2), minlength=5).float() / 20000
+    top2 = torch.bincount(CursiveTransformer.pick(logits, 2, noise, 2), minlength=5).float() / 20000
     assert top2[[1, 2, 4]].sum() == 0 and abs(top2[0] - 1 / (1 + torch.e ** -1.0)) < 0.012  # top-k renormalises

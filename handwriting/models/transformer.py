@@ -47,6 +47,7 @@ __all__ = [
     "KVCache",
     "DecodePlan",
     "LinearCrossEntropy",
+    "GumbelNoise",
     "fold_layer_norm",
     "decode_threads",
     "TextContext",
@@ -675,7 +676,7 @@ class CursiveTransformer(DecoderBase):
             b[..., [PAD, BOS]] = float("-inf")  # never sampled: folded into the head's bias
             plan.head = (wt, b)
         weights = [] if return_attention else None
-        noise = _GumbelNoise(B, self.config.vocab_size, n_new, generator, device) if not greedy else None
+        noise = GumbelNoise(B, self.config.vocab_size, n_new, generator, device) if not greedy else None
         cols = out.unbind(1)
         check_every = 8 if device.type == "cpu" else 32  # how often to look whether every row has ended
         inp, length = prefix, P + n_new
@@ -692,7 +693,7 @@ class CursiveTransformer(DecoderBase):
                 logits[:, [PAD, BOS]] = float("-inf")
             if i < min_new_tokens:
                 logits[:, END] = float("-inf")
-            nxt = self._pick(logits, top_k, noise, i)
+            nxt = self.pick(logits, top_k, noise, i)
             cols[P + i].copy_(nxt)
             inp = nxt[:, None]
             if (i + 1) % check_every == 0 or i + 1 == n_new:
@@ -718,7 +719,7 @@ class CursiveTransformer(DecoderBase):
         return out, attn
 
     @staticmethod
-    def _pick(logits, top_k, noise, i):
+    def pick(logits, top_k, noise, i):
         """The next token of every row: argmax without ``noise`` (greedy), else a draw from softmax(logits)
         by the Gumbel-max trick with pre-drawn noise (two operations per token instead of a CDF search)."""
         if top_k is not None and 0 < top_k < logits.shape[-1]:
@@ -729,7 +730,7 @@ class CursiveTransformer(DecoderBase):
         return (logits + noise[i]).argmax(-1)
 
 
-class _GumbelNoise:
+class GumbelNoise:
     """Gumbel(0, 1) noise for ``steps`` × ``(B, V)`` draws, made in blocks of 64 steps as they are needed."""
 
     BLOCK = 64
