@@ -679,6 +679,7 @@ class CursiveTransformer(DecoderBase):
         noise = GumbelNoise(B, self.config.vocab_size, n_new, generator, device) if not greedy else None
         cols = out.unbind(1)
         check_every = 8 if device.type == "cpu" else 32  # how often to look whether every row has ended
+        ended, checked = torch.zeros(B, dtype=torch.bool, device=device), 0
         inp, length = prefix, P + n_new
         for i in range(n_new):
             if weights is None and inp.shape[1] == 1:
@@ -696,8 +697,9 @@ class CursiveTransformer(DecoderBase):
             nxt = self.pick(logits, top_k, noise, i)
             cols[P + i].copy_(nxt)
             inp = nxt[:, None]
-            if (i + 1) % check_every == 0 or i + 1 == n_new:
-                ended = (out[:, P : P + i + 1] == END).any(1)
+            if (i + 1) % check_every == 0 or i + 1 == n_new:  # only the tokens since the last look
+                ended |= (out[:, P + checked : P + i + 1] == END).any(1)
+                checked = i + 1
                 if bool(ended.all()):
                     length = P + i + 1
                     break
