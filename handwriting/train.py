@@ -1141,6 +1141,7 @@ EPILOG = """examples:
   handwriting train transformer --data bigbank --size small --steps 50000 --amp bf16
   handwriting train recognizer --bigbank ~/bigbank_3500.json.zip --steps 3000
   handwriting train --resume runs/graves --steps 40000                     (continue, exactly)
+  handwriting train transformer --data bigbank --init runs/ct/best --augment --lr 4e-3   (fine-tune: new optimizer)
   torchrun --nproc_per_node 2 -m handwriting train graves --data bigbank   (data parallel)
 
 --data: synthetic (the built-in synthetic writer, offline), bigbank (the cursive transformer's words;
@@ -1175,7 +1176,7 @@ DEFAULTS: dict[str, Any] = dict(
     hidden=None, layers=None, mixtures=None, window_mixtures=None, d_model=None, n_layer=None, n_head=None,
     block_size=None, lr=None, optimizer=None, schedule=None, step_size=None, gamma=None, warmup=None,
     weight_decay=None, clip=None, clip_norm=None, loss_unit=None, amp="none", device="auto", out=None,
-    resume=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
+    resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
     augment=False, downsample=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, log_every=10,
     num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True,
 )  # fmt: skip
@@ -1224,6 +1225,8 @@ def configure(parser) -> None:
     o = parser.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="where checkpoints and logs go (default runs/MODEL-DATA-TIME)")
     o.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    o.add_argument("--init", metavar="MODEL", help="start from these weights (a saved model path such as runs/x/best, "
+                   "or a pretrained name) with a fresh optimizer and schedule: fine-tuning; the architecture must match")
     o.add_argument("--eval-every", type=int, help="steps between validations (default 500)")
     o.add_argument("--sample-every", type=int, help="steps between sample images in TensorBoard (default 1000)")
     o.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
@@ -1573,6 +1576,35 @@ def build_training(opts: dict) -> tuple:
     return model, tl, vl, config, meta, sample_fn
 
 
+def init_weights(model: torch.nn.Module, source: str) -> dict:
+    """Copy the weights of ``source`` (a saved model path, or a pretrained name) into ``model``, which must
+    have the same class, configuration and alphabet; return a record of where they came from (for the
+    metadata).  Raises :class:`TrainError` saying what differs."""
+    from .pretrained import find_pretrained
+
+    path = Path(source)
+    weights, _ = ckpt.model_paths(path)
+    if not weights.is_file() and not any(c in source for c in "/\\"):
+        weights = find_pretrained(source)
+    try:
+        src, meta = ckpt.load_model(weights, verify=True)
+    except ckpt.CheckpointError as exc:
+        raise TrainError(f"--init {source}: {exc}") from exc
+    if type(src) is not type(model):
+        raise TrainError(f"--init {source}: holds a {type(src).__name__}, but this run trains a {type(model).__name__}")
+    mine, theirs = ckpt.config_to_dict(model.config), ckpt.config_to_dict(src.config)
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in diff)
+        raise TrainError(f"--init {source}: the architecture differs ({detail}); give the same --size/--block-size etc.")
+    a, b = getattr(model, "alphabet", None), getattr(src, "alphabet", None)
+    a, b = getattr(a, "chars", a), getattr(b, "chars", b)
+    if a is not None and b is not None and a != b:
+        raise TrainError(f"--init {source}: alphabet {b!r} there, {a!r} here; train on the same data")
+    model.load_state_dict(src.state_dict())
+    return {"path": str(weights), "sha256": (meta.get("weights") or {}).get("sha256"), "steps": (meta.get("training") or {}).get("steps")}
+
+
 def _command_line(opts: dict) -> str:
     parts = ["handwriting", "train", str(opts["model"])]
     for k, v in opts.items():
@@ -1604,6 +1636,8 @@ def run(args) -> int:
         options={k: v for k, v in opts.items() if k != "resume"},
         git_commit=ckpt.git_commit(),
     )
+    if opts.get("init") and not opts.get("resume"):
+        training["init_from"] = init_weights(model, opts["init"])
     trainer = Trainer(model, train_loader, valid_loader, config, sample_fn=sample_fn, meta=meta)
     if opts.get("resume"):
         trainer.load_state(opts["resume"])

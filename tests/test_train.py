@@ -525,3 +525,28 @@ def test_cli_train_transformers_smoke(tmp_path, kind, module):
     model, meta = ckpt.load_model(out / "final")
     assert meta["training"]["steps"] == 2 and meta["alphabet"]
     assert meta["model"]["config"]["n_layer"] == 2
+
+
+def test_cli_init_starts_from_saved_weights_and_refuses_another_architecture(tmp_path, capsys):
+    _require("handwriting.models.transformer")
+    from handwriting.cli import main
+
+    base = ["train", "transformer", "--data", "synthetic", "--size", "tiny", "--synthetic", "16", "--batch-size", "4",
+            "--no-progress", "--sample-every", "100"]  # fmt: skip
+    assert main(base + ["--steps", "2", "--out", str(tmp_path / "a")]) == 0
+    a, meta_a = ckpt.load_model(tmp_path / "a" / "final")
+    # a learning rate of 1e-12 moves no weight by more than ~1e-12: the fine-tuned run ends where it started, on a's weights
+    assert main(base + ["--steps", "1", "--lr", "1e-12", "--init", str(tmp_path / "a" / "final"), "--out", str(tmp_path / "b")]) == 0
+    b, meta_b = ckpt.load_model(tmp_path / "b" / "final")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, rtol=0, atol=1e-9), name
+    assert meta_b["training"]["init_from"]["sha256"] == meta_a["weights"]["sha256"]
+    # a fresh run with the same seed is not a's model: the init really did something
+    assert main(base + ["--steps", "1", "--lr", "1e-12", "--out", str(tmp_path / "c")]) == 0
+    c, _ = ckpt.load_model(tmp_path / "c" / "final")
+    assert any(not torch.allclose(x, y, rtol=0, atol=1e-3) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+    capsys.readouterr()
+    assert main(base + ["--steps", "1", "--d-model", "48", "--init", str(tmp_path / "a" / "final"), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "architecture differs" in err and "d_model" in err
+    assert main(base + ["--steps", "1", "--init", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
