@@ -1464,24 +1464,32 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
         valid_items = StitchedLines(valid_s, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1)
     else:
         train_items, valid_items = train_s, valid_s
-    alphabet = Alphabet.from_texts([s.text for s in train_s] + [s.text for s in valid_s], extra=" " if multi else "")
+    alphabet = _init_alphabet(opts, train_s + valid_s, multi) or Alphabet.from_texts(
+        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if multi else ""
+    )
+    init = opts.get("_init")
     data_kind = str(opts["data"]).partition(":")[0]
     # bigbank is sampled densely (~50 points per character); dropping 65% of each stroke's interior points
     # (Greydanus & Wimpee's preprocessing) brings it near IAM-OnDB's density and makes training ~2.5x faster
     down = opts.get("downsample")
     down = (0.65 if data_kind == "bigbank" else None) if down is None else (float(down) or None)
     augment = AugmentConfig() if opts.get("augment") else None
-    train_ds = StrokeDataset(train_items, alphabet, normalizer="fit", augment=augment, downsample=down, seed=seed)
+    norm = init[0].normalizer if init is not None and init[0].normalizer is not None else "fit"
+    train_ds = StrokeDataset(train_items, alphabet, normalizer=norm, augment=augment, downsample=down, seed=seed)
     valid_ds = StrokeDataset(valid_items, alphabet, normalizer=train_ds.normalizer, downsample=down, seed=seed)
     size = dict(SIZES["graves"][opts["size"]])
     for key in ("hidden", "layers", "mixtures", "window_mixtures"):
         if opts.get(key) is not None:
             size[key] = int(opts[key])
     # κ moves by kappa_scale · exp(κ̂) per point: start it near one character per (points per character)
-    size.setdefault("kappa_scale", _kappa_scale(train_ds))
-    config = GravesConfig(alphabet_size=len(alphabet), **size)
+    cls = SynthesisNetwork if kind == "graves" else PredictionNetwork
+    if init is None:
+        size.setdefault("kappa_scale", _kappa_scale(train_ds))
+        config = GravesConfig(alphabet_size=len(alphabet), **size)
+    else:
+        config = _init_config(opts, None, cls, {k: k for k in ("hidden", "layers", "mixtures", "window_mixtures")})
     torch.manual_seed(seed)
-    model = (SynthesisNetwork if kind == "graves" else PredictionNetwork)(config)
+    model = cls(config)
     model.alphabet, model.normalizer = alphabet, train_ds.normalizer
     bs, workers = int(opts["batch_size"]), int(opts["num_workers"])
     train_loader = make_loader(train_ds, bs, num_workers=workers, seed=seed)
@@ -1494,7 +1502,7 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
 
 def _transformer_setup(opts, kind, train_s, valid_s, info):
     from .datasets.torch_data import Alphabet, BucketBatchSampler
-    from .models.tokenizer import PolarTokenizer
+    from .models.tokenizer import PolarTokenizer, tokenizer_from_dict
     from .models.transformer import CursiveTransformer, CursiveTransformerConfig, TokenDataset, collate_tokens
     from .strokes import AugmentConfig
 
@@ -1502,10 +1510,16 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
     data_kind = str(opts["data"]).partition(":")[0]
     wpl = _words_per_line(opts.get("words_per_line"), data_kind)
     wpl_n = wpl[1] if isinstance(wpl, tuple) else wpl
-    alphabet = Alphabet.from_texts([s.text for s in train_s] + [s.text for s in valid_s], extra=" " if wpl_n > 1 else "")
-    tok = PolarTokenizer()
-    if data_kind != "bigbank":
-        tok.fit_scale(train_s)  # bring other data to bigbank's word height, for which the bins were made
+    init = opts.get("_init")
+    alphabet = _init_alphabet(opts, train_s + valid_s, wpl_n > 1) or Alphabet.from_texts(
+        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if wpl_n > 1 else ""
+    )
+    if init is not None:
+        tok = tokenizer_from_dict(init[0].config.tokenizer)
+    else:
+        tok = PolarTokenizer()
+        if data_kind != "bigbank":
+            tok.fit_scale(train_s)  # bring other data to bigbank's word height, for which the bins were made
     size = dict(SIZES["transformer"][opts["size"]])
     for key in ("d_model", "n_layer", "n_head", "block_size"):
         if opts.get(key) is not None:
@@ -1514,6 +1528,9 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
     config = CursiveTransformerConfig(
         vocab_size=tok.vocab_size, text_len=text_len, alphabet_size=len(alphabet), tokenizer=tok.to_dict(), **size
     )
+    if init is not None:
+        config = _init_config(opts, config, CursiveTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
+        text_len = config.text_len
     common = dict(tokenizer=tok, alphabet=alphabet, block_size=config.block_size, text_len=text_len, words_per_line=wpl_n)
     train_ds = TokenDataset(
         train_s, downsample=(0.65, 0.1), augment=AugmentConfig() if opts.get("augment") else None, seed=seed, **common
@@ -1537,6 +1554,8 @@ def build_training(opts: dict) -> tuple:
     """``(model, train_loader, valid_loader, train_config, meta, sample_fn)`` for the command line's
     options (a dict over :data:`DEFAULTS`)."""
     kind = opts["model"]
+    if kind == "recognizer" and opts.get("init"):
+        raise TrainError("--init is for the generators (graves, graves-prediction, transformer, mdn-transformer)")
     if kind == "recognizer":
         from .models.recognizer import build_recognizer_training
 
@@ -1564,7 +1583,13 @@ def build_training(opts: dict) -> tuple:
         setup = getattr(mdn_transformer, "build_training", None)
         if setup is None:
             raise TrainError("handwriting.models.mdn_transformer has no build_training(opts, train, valid, info) yet")
+    init = None
+    if opts.get("init"):
+        init = load_init(str(opts["init"]))
+        opts = {**opts, "_init": init}
     train_s, valid_s, info = load_data(opts)
+    if init is not None:
+        info["init_from"] = init[1]
     if kind in ("graves", "graves-prediction"):
         model, tl, vl, meta, sample_fn = _graves_setup(opts, kind, train_s, valid_s, info)
     elif kind == "transformer":
@@ -1573,36 +1598,60 @@ def build_training(opts: dict) -> tuple:
         model, tl, vl, meta, sample_fn = setup(opts, train_s, valid_s, info)
     config = _train_config(opts, kind, native_clip=callable(getattr(model, "set_gradient_clipping", None)))
     meta["training"] = info
+    if init is not None:
+        model.load_state_dict(init[0].state_dict())  # (--resume then loads the run's own weights over them)
     return model, tl, vl, config, meta, sample_fn
 
 
-def init_weights(model: torch.nn.Module, source: str) -> dict:
-    """Copy the weights of ``source`` (a saved model path, or a pretrained name) into ``model``, which must
-    have the same class, configuration and alphabet; return a record of where they came from (for the
-    metadata).  Raises :class:`TrainError` saying what differs."""
-    from .pretrained import find_pretrained
+def load_init(source: str) -> tuple[torch.nn.Module, dict]:
+    """The model named by ``--init`` (a saved model path such as ``runs/x/best``, or a pretrained name) and a
+    record of where it came from (for the new run's metadata)."""
+    from .pretrained import PretrainedError, find_pretrained
 
-    path = Path(source)
-    weights, _ = ckpt.model_paths(path)
+    weights, _ = ckpt.model_paths(Path(source))
     if not weights.is_file() and not any(c in source for c in "/\\"):
-        weights = find_pretrained(source)
+        try:
+            weights = find_pretrained(source)
+        except PretrainedError as exc:
+            raise TrainError(f"--init {source}: no such saved model ({weights}) and {exc}") from exc
     try:
-        src, meta = ckpt.load_model(weights, verify=True)
+        model, meta = ckpt.load_model(weights, verify=True)
     except ckpt.CheckpointError as exc:
         raise TrainError(f"--init {source}: {exc}") from exc
-    if type(src) is not type(model):
-        raise TrainError(f"--init {source}: holds a {type(src).__name__}, but this run trains a {type(model).__name__}")
-    mine, theirs = ckpt.config_to_dict(model.config), ckpt.config_to_dict(src.config)
-    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-    if diff:
-        detail = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in diff)
-        raise TrainError(f"--init {source}: the architecture differs ({detail}); give the same --size/--block-size etc.")
-    a, b = getattr(model, "alphabet", None), getattr(src, "alphabet", None)
-    a, b = getattr(a, "chars", a), getattr(b, "chars", b)
-    if a is not None and b is not None and a != b:
-        raise TrainError(f"--init {source}: alphabet {b!r} there, {a!r} here; train on the same data")
-    model.load_state_dict(src.state_dict())
-    return {"path": str(weights), "sha256": (meta.get("weights") or {}).get("sha256"), "steps": (meta.get("training") or {}).get("steps")}
+    record = {"source": source, "path": str(weights), "sha256": (meta.get("weights") or {}).get("sha256"),
+              "steps": (meta.get("training") or {}).get("steps")}  # fmt: skip
+    return model, record
+
+
+def _init_alphabet(opts: dict, samples, multi: bool):
+    """With ``--init``: the starting model's alphabet, after checking that the data's texts fit in it."""
+    init = opts.get("_init")
+    if init is None:
+        return None
+    alphabet = init[0].alphabet
+    used = {c for s in samples for c in s.text} | ({" "} if multi else set())
+    missing = "".join(sorted(used - set(alphabet.chars)))
+    if missing:
+        raise TrainError(f"--init {opts['init']}: the data uses characters the model has no embedding for: {missing!r} "
+                         f"(its alphabet: {alphabet.chars!r}); drop the samples that use them or train from scratch")
+    return alphabet
+
+
+def _init_config(opts: dict, config, model_cls: type, given: dict[str, str]):
+    """With ``--init``: the starting model's configuration (architecture and fitted constants such as
+    Graves' κ scale), after checking the model kind and any size option given on the command line
+    (``given`` maps option → config field)."""
+    init = opts.get("_init")
+    if init is None:
+        return config
+    model, rec = init
+    if type(model) is not model_cls:
+        raise TrainError(f"--init {rec['source']}: holds a {type(model).__name__}, but this run trains a {model_cls.__name__}")
+    for opt, field in given.items():
+        if opts.get(opt) is not None and int(opts[opt]) != getattr(model.config, field):
+            raise TrainError(f"--init {rec['source']}: the model has {field}={getattr(model.config, field)}, but "
+                             f"--{opt.replace('_', '-')} {opts[opt]} was given; leave the size options out when fine-tuning")
+    return dataclasses.replace(model.config)
 
 
 def _command_line(opts: dict) -> str:
@@ -1636,8 +1685,6 @@ def run(args) -> int:
         options={k: v for k, v in opts.items() if k != "resume"},
         git_commit=ckpt.git_commit(),
     )
-    if opts.get("init") and not opts.get("resume"):
-        training["init_from"] = init_weights(model, opts["init"])
     trainer = Trainer(model, train_loader, valid_loader, config, sample_fn=sample_fn, meta=meta)
     if opts.get("resume"):
         trainer.load_state(opts["resume"])

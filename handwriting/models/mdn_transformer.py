@@ -307,13 +307,15 @@ def build_training(opts: dict, train_s, valid_s, info: dict):
     MDN transformer of the requested size."""
     from ..datasets.torch_data import Alphabet, StitchedLines, StrokeDataset, make_loader
     from ..strokes import AugmentConfig
-    from ..train import SAMPLE_TEXTS, _words_per_line, text_sample_fn
+    from ..train import SAMPLE_TEXTS, _init_alphabet, _init_config, _words_per_line, text_sample_fn
 
     seed = int(opts.get("seed") or 0)
     wpl = _words_per_line(opts.get("words_per_line"), str(opts.get("data", "synthetic")).partition(":")[0])
     multi = wpl != 1
     wpl_n = wpl[1] if isinstance(wpl, tuple) else wpl
     text_len = max(50, max(len(s.text) for s in list(train_s) + list(valid_s)) * wpl_n + wpl_n)
+    if opts.get("_init") is not None:
+        text_len = opts["_init"][0].config.text_len
     if multi:
         train_items = StitchedLines(train_s, wpl, num_lines=int(opts.get("lines") or 20000), seed=seed,
                                     max_chars=text_len)
@@ -321,15 +323,20 @@ def build_training(opts: dict, train_s, valid_s, info: dict):
                                     max_chars=text_len)
     else:
         train_items, valid_items = train_s, valid_s
-    alphabet = Alphabet.from_texts([s.text for s in train_s] + [s.text for s in valid_s], extra=" " if multi else "")
+    init = opts.get("_init")  # --init: fine-tune that model (its alphabet, normalisation and configuration)
+    alphabet = _init_alphabet(opts, list(train_s) + list(valid_s), multi) or Alphabet.from_texts(
+        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if multi else ""
+    )
     size = dict(SIZES[opts.get("size") or "small"])
     for key in ("d_model", "n_layer", "n_head", "block_size", "mixtures"):
         if opts.get(key) is not None:
             size["num_mixtures" if key == "mixtures" else key] = int(opts[key])
-    train_ds = StrokeDataset(train_items, alphabet, normalizer="fit", downsample=(0.65, 0.1),
+    norm = init[0].normalizer if init is not None else "fit"
+    train_ds = StrokeDataset(train_items, alphabet, normalizer=norm, downsample=(0.65, 0.1),
                              augment=AugmentConfig() if opts.get("augment") else None, seed=seed)
     valid_ds = StrokeDataset(valid_items, alphabet, normalizer=train_ds.normalizer, downsample=0.65, seed=seed)
     config = MDNTransformerConfig(alphabet_size=len(alphabet), text_len=text_len, **size)
+    config = _init_config(opts, config, MDNTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
     torch.manual_seed(seed)
     model = MDNTransformer(config)
     model.alphabet, model.normalizer = alphabet, train_ds.normalizer
