@@ -1213,7 +1213,7 @@ def configure(parser) -> None:
     t.add_argument("--schedule", choices=("none", "step"), help="step: lr × --gamma every --step-size steps")
     t.add_argument("--step-size", type=int, help="steps between learning-rate decays (default steps/6)")
     t.add_argument("--gamma", type=float, help="learning-rate factor per decay (default 0.5)")
-    t.add_argument("--warmup", type=int, help="linear warm-up steps")
+    t.add_argument("--warmup", type=int, help="linear warm-up steps (default 0; 200 with --init)")
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--clip", choices=("none", "norm", "graves"), help="gradient clipping (default: graves for the Graves networks where the model supports it, else norm)")
     t.add_argument("--clip-norm", type=float)
@@ -1363,7 +1363,9 @@ def _train_config(opts: dict, kind: str, native_clip: bool = False) -> TrainConf
         schedule=opts.get("schedule") or ("step" if kind in ("transformer", "mdn-transformer") else "none"),
         step_size=int(opts.get("step_size") or max(int(opts["steps"] or 1000) // 6, 1)),
         gamma=float(opts["gamma"]) if opts.get("gamma") is not None else 0.5,
-        warmup_steps=int(opts.get("warmup") or 0),
+        # fine-tuning (--init) starts Adam's moment estimates from zero: its first steps would move every weight by
+        # about the full learning rate, which undoes a trained model; a warm-up lets the estimates settle first
+        warmup_steps=int(opts["warmup"]) if opts.get("warmup") is not None else (200 if opts.get("init") else 0),
         clip=opts.get("clip") or ("graves" if graves and native_clip else "norm"),
         clip_norm=float(opts["clip_norm"]) if opts.get("clip_norm") is not None else (10.0 if graves else 1.0),
         loss_unit=opts.get("loss_unit") or ("sequence" if optimizer == "rmsprop" else "point"),
@@ -1618,8 +1620,10 @@ def load_init(source: str) -> tuple[torch.nn.Module, dict]:
         model, meta = ckpt.load_model(weights, verify=True)
     except ckpt.CheckpointError as exc:
         raise TrainError(f"--init {source}: {exc}") from exc
+    tr = meta.get("training") or {}
     record = {"source": source, "path": str(weights), "sha256": (meta.get("weights") or {}).get("sha256"),
-              "steps": (meta.get("training") or {}).get("steps")}  # fmt: skip
+              "steps": tr.get("steps"), "wall_time_s": tr.get("wall_time_s"), "command": tr.get("command"),
+              "init_from": tr.get("init_from")}  # fmt: skip
     return model, record
 
 

@@ -3,11 +3,13 @@ and loss curves from a training run's TensorBoard log.
 
     python scripts/model_cards.py grid graves-synthesis-bigbank cursive-transformer-bigbank
     python scripts/model_cards.py curves graves-synthesis-bigbank=runs/graves-bigbank ...
+    python scripts/model_cards.py curves cursive-transformer-bigbank=runs/ct+runs/ct-finetune   (a run and its --init sequel)
     python scripts/model_cards.py table
 
 Grids: 8 words of the held-out split the model was trained with (never in its training lines), each written
 at bias 0, 0.5, 1 and 2 with a fixed seed -> figures/samples_<name>.png.  Curves: training loss (smoothed)
-and validation NLL per point -> figures/loss_<name>.png.
+and validation NLL per point -> figures/loss_<name>.png; ``first+second`` joins a run with one started from it
+by ``--init`` (the second's steps shifted by the steps of the checkpoint it started from).
 """
 
 from __future__ import annotations
@@ -53,25 +55,48 @@ def grid(name: str) -> None:
     plt.close(fig)
 
 
-def curves(name: str, run: str) -> None:
+def _scalars(run: str, offset: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     import glob
 
-    import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(glob.glob(f"{run}/tb")[0], size_guidance={"scalars": 0})
     ea.Reload()
-    tags = ea.Tags()["scalars"]
+    out = {}
+    for tag in ("train/loss", "valid/nll_per_point"):
+        if tag in ea.Tags()["scalars"]:
+            ev = ea.Scalars(tag)
+            out[tag] = (np.array([e.step for e in ev]) + offset, np.array([e.value for e in ev]))
+    return out
+
+
+def curves(name: str, run: str) -> None:
+    import json
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    runs = run.split("+")
+    parts, offset, restarts = [], 0, []
+    for i, r in enumerate(runs):
+        if i:  # a sequel: its step 0 is the checkpoint it started from (--init)
+            meta = json.loads((Path(r) / "last.json").read_text())
+            offset = int(meta["training"]["init_from"]["steps"])
+            restarts.append(offset)
+        parts.append(_scalars(r, offset))
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    if "train/loss" in tags:
-        ev = ea.Scalars("train/loss")
-        steps, vals = np.array([e.step for e in ev]), np.array([e.value for e in ev])
-        k = max(1, len(vals) // 40)
-        smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1 :], smooth, label="training loss (per point/token, smoothed)")
-    if "valid/nll_per_point" in tags:
-        ev = ea.Scalars("valid/nll_per_point")
-        ax.plot([e.step for e in ev], [e.value for e in ev], "o-", label="validation NLL per point/token")
+    for i, sc in enumerate(parts):
+        if "train/loss" in sc:
+            steps, vals = sc["train/loss"]
+            k = max(1, len(vals) // 40)
+            smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1 :], smooth, color="C0", label="training loss (per point/token, smoothed)" if not i else None)
+        if "valid/nll_per_point" in sc:
+            steps, vals = sc["valid/nll_per_point"]
+            ax.plot(steps, vals, "o-", color="C1", ms=3, label="validation NLL per point/token" if not i else None)
+    for x in restarts:
+        ax.axvline(x, color="0.6", ls="--", lw=1)
+        ax.text(x, ax.get_ylim()[1], " fine-tuned from here (--init)", fontsize=7, va="top", color="0.4")
     ax.set_xlabel("step")
     ax.set_ylabel("nats")
     ax.set_title(name, fontsize=10)
@@ -92,13 +117,18 @@ def table() -> None:
         tr, met = meta.get("training", {}), meta.get("metrics", {})
         data = tr.get("data") if isinstance(tr.get("data"), str) else "bigbank + synthetic"
         wall = tr.get("wall_time_s")
+        steps = tr.get("steps", "-")
+        init = tr.get("init_from")
+        if init and wall:  # fine-tuned (--init): count the run it started from too
+            steps = f"{init['steps']} + {steps}"
+            wall += init.get("wall_time_s") or 0
         nll = met.get("nll_per_point")
         unit = "token" if m["class"] == "CursiveTransformer" else ("char" if m["class"] == "Recognizer" else "point")
         nll_s = f"{nll:.3f} nats/{unit}" if isinstance(nll, (int, float)) else "-"
         if m["class"] in ("SynthesisNetwork", "PredictionNetwork") and met.get("nll_per_sequence") is not None:
             nll_s += f", {met['nll_per_sequence']:.0f} nats/line"
         print(f"| `{m['name']}` | {m['class']} | {m['parameters'] / 1e6:.2f} M | {m['bytes'] / 2**20:.1f} MB | {data} | "
-              f"{tr.get('steps', '-')} | {wall / 60:.0f} min | {nll_s} |" if wall else "| - |")
+              f"{steps} | {wall / 60:.0f} min | {nll_s} |" if wall else "| - |")
 
 
 def main(argv: list[str]) -> int:
