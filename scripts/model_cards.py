@@ -84,6 +84,9 @@ def curves(name: str, run: str) -> None:
             offset = int(meta["training"]["init_from"]["steps"])
             restarts.append(offset)
         parts.append(_scalars(r, offset))
+    for sc, cut in zip(parts, restarts):  # the first run past the checkpoint its sequel started from is not shown
+        for tag, (steps, vals) in sc.items():
+            sc[tag] = (steps[steps <= cut], vals[steps <= cut])
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, sc in enumerate(parts):
         if "train/loss" in sc:
