@@ -1141,7 +1141,7 @@ EPILOG = """examples:
   handwriting train transformer --data bigbank --size small --steps 50000 --amp bf16
   handwriting train recognizer --bigbank ~/bigbank_3500.json.zip --steps 3000
   handwriting train --resume runs/graves --steps 40000                     (continue, exactly)
-  handwriting train transformer --data bigbank --init runs/ct/best --augment --lr 4e-3   (fine-tune: new optimizer)
+  handwriting train transformer --data bigbank --init runs/ct/best --lr 5e-3 --steps 5000  (fine-tune: new optimizer)
   torchrun --nproc_per_node 2 -m handwriting train graves --data bigbank   (data parallel)
 
 --data: synthetic (the built-in synthetic writer, offline), bigbank (the cursive transformer's words;
