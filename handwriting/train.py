@@ -1611,20 +1611,16 @@ def build_training(opts: dict) -> tuple:
 def load_init(source: str) -> tuple[torch.nn.Module, dict]:
     """The model named by ``--init`` (a saved model path such as ``runs/x/best``, or a pretrained name) and a
     record of where it came from (for the new run's metadata)."""
-    from .pretrained import PretrainedError, find_pretrained
+    from .generate import resolve_model  # the path-or-pretrained-name rule that write() and the CLI use
+    from .pretrained import PretrainedError
 
-    weights, _ = ckpt.model_paths(Path(source))
-    if not weights.is_file() and not any(c in source for c in "/\\"):
-        try:
-            weights = find_pretrained(source)
-        except PretrainedError as exc:
-            raise TrainError(f"--init {source}: no such saved model ({weights}) and {exc}") from exc
     try:
-        model, meta = ckpt.load_model(weights, verify=True)
-    except ckpt.CheckpointError as exc:
+        model = resolve_model(source)
+    except (ckpt.CheckpointError, PretrainedError) as exc:
         raise TrainError(f"--init {source}: {exc}") from exc
-    tr = meta.get("training") or {}
-    record = {"source": source, "path": str(weights), "sha256": (meta.get("weights") or {}).get("sha256"),
+    meta, weights = model.meta, ckpt.model_paths(source)[0]
+    tr, w = meta.get("training") or {}, meta.get("weights") or {}
+    record = {"source": source, "path": str(weights) if weights.is_file() else w.get("file"), "sha256": w.get("sha256"),
               "steps": tr.get("steps"), "wall_time_s": tr.get("wall_time_s"), "command": tr.get("command"),
               "init_from": tr.get("init_from")}  # fmt: skip
     return model, record
