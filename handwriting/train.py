@@ -1177,7 +1177,7 @@ DEFAULTS: dict[str, Any] = dict(
     block_size=None, lr=None, optimizer=None, schedule=None, step_size=None, gamma=None, warmup=None,
     weight_decay=None, clip=None, clip_norm=None, loss_unit=None, amp="none", device="auto", out=None,
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
-    augment=False, downsample=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, log_every=10,
+    augment=False, downsample=None, end_marker=False, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, log_every=10,
     num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True,
 )  # fmt: skip
 
@@ -1204,6 +1204,9 @@ def configure(parser) -> None:
         m.add_argument(f"--{name}", type=int, help="Graves networks: override the size preset")
     for name in ("d-model", "n-layer", "n-head", "block-size"):
         m.add_argument(f"--{name}", type=int, help="transformers: override the size preset")
+    m.add_argument("--end-marker", action="store_true", default=None,
+                   help="cursive transformer: a learned end-of-text character after every text (also added to a "
+                   "model given with --init that has none)")
     t = parser.add_argument_group("training")
     t.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     t.add_argument("--epochs", type=int, help="stop after this many epochs")
@@ -1531,10 +1534,12 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
             size[key] = int(opts[key])
     text_len = max(50, max(len(s.text) for s in train_s + valid_s) * wpl_n + wpl_n)
     config = CursiveTransformerConfig(
-        vocab_size=tok.vocab_size, text_len=text_len, alphabet_size=len(alphabet), tokenizer=tok.to_dict(), **size
+        vocab_size=tok.vocab_size, text_len=text_len, alphabet_size=len(alphabet), tokenizer=tok.to_dict(),
+        end_marker=bool(opts.get("end_marker")), **size
     )
     if init is not None:
         config = _init_config(opts, config, CursiveTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
+        config = dataclasses.replace(config, end_marker=config.end_marker or bool(opts.get("end_marker")))
         text_len = config.text_len
     common = dict(tokenizer=tok, alphabet=alphabet, block_size=config.block_size, text_len=text_len, words_per_line=wpl_n)
     train_ds = TokenDataset(
@@ -1559,6 +1564,8 @@ def build_training(opts: dict) -> tuple:
     """``(model, train_loader, valid_loader, train_config, meta, sample_fn)`` for the command line's
     options (a dict over :data:`DEFAULTS`)."""
     kind = opts["model"]
+    if opts.get("end_marker") and kind != "transformer":
+        raise TrainError(f"--end-marker is for the cursive transformer (handwriting train transformer), not {kind}")
     if kind == "recognizer" and opts.get("init"):
         raise TrainError("--init is for the generators (graves, graves-prediction, transformer, mdn-transformer)")
     if kind == "recognizer":
@@ -1604,7 +1611,10 @@ def build_training(opts: dict) -> tuple:
     config = _train_config(opts, kind, native_clip=callable(getattr(model, "set_gradient_clipping", None)))
     meta["training"] = info
     if init is not None:
-        model.load_state_dict(init[0].state_dict())  # (--resume then loads the run's own weights over them)
+        state = init[0].state_dict()
+        if hasattr(model, "with_end_marker_rows"):  # --end-marker on a model saved without one
+            state = model.with_end_marker_rows(state)
+        model.load_state_dict(state)  # (--resume then loads the run's own weights over them)
     return model, tl, vl, config, meta, sample_fn
 
 

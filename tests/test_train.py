@@ -551,6 +551,17 @@ def test_cli_init_starts_from_saved_weights_and_refuses_another_architecture(tmp
     err = capsys.readouterr().err
     assert "d_model=32" in err and "--d-model 48" in err
     assert main(base + ["--steps", "1", "--init", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
+    if kind == "transformer":  # --end-marker adds the marker to a model saved without one, keeping every other weight
+        assert main(base + ["--steps", "1", "--lr", "1e-12", "--end-marker", "--init", str(tmp_path / "a" / "final"),
+                            "--out", str(tmp_path / "f")]) == 0  # fmt: skip
+        f, meta_f = ckpt.load_model(tmp_path / "f" / "final")
+        assert f.config.end_marker and meta_f["model"]["config"]["end_marker"] is True
+        for name, x in a.state_dict().items():
+            assert torch.allclose(x, f.state_dict()[name][: x.shape[0]], rtol=0, atol=1e-9), name
+        assert f.text.char_emb.weight.shape[0] == a.text.char_emb.weight.shape[0] + 1
+    else:
+        assert main(base + ["--steps", "1", "--end-marker", "--out", str(tmp_path / "g")]) == 2
+        assert "--end-marker is for the cursive transformer" in capsys.readouterr().err
 
 
 def test_cli_init_fine_tunes_graves_on_own_json_with_the_models_alphabet_and_normalisation(tmp_path, capsys):

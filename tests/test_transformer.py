@@ -44,8 +44,9 @@ def texts(B=3, U=7, alphabet=15, seed=0):
     return text * mask, mask
 
 
-def test_kv_cache_logits_equal_full_recompute_every_step():
-    m = tiny()
+@pytest.mark.parametrize("end_marker", [False, True])
+def test_kv_cache_logits_equal_full_recompute_every_step(end_marker):
+    m = tiny(end_marker=end_marker)
     text, mask = texts()
     toks = torch.randint(4, 40, (3, 20), generator=torch.Generator().manual_seed(1))
     toks[:, 0] = BOS
@@ -82,8 +83,9 @@ def test_greedy_generation_matches_recompute():
         assert row[n:].eq(PAD).all()
 
 
-def test_padded_characters_are_masked():
-    m = tiny()
+@pytest.mark.parametrize("end_marker", [False, True])
+def test_padded_characters_are_masked(end_marker):
+    m = tiny(end_marker=end_marker)
     text, mask = texts()
     toks = torch.randint(4, 40, (3, 12))
     with torch.inference_mode():
@@ -117,6 +119,53 @@ def test_cross_attention_maps():
     # same tokens with and without the maps (the maps come from the general path, the tokens must agree)
     again = m.generate(text, mask, max_new_tokens=10, min_new_tokens=10, generator=torch.Generator().manual_seed(0))
     assert torch.equal(again, toks)
+
+
+def test_end_marker_follows_each_text():
+    """With ``end_marker`` the context is the text plus one learned character after each row's last one."""
+    m = tiny(end_marker=True)
+    text, mask = texts()  # rows of 7, 4 and 2 characters
+    ctx = m.prepare_context(text, mask)
+    assert ctx.mask[:, 0, 0].sum(1).tolist() == [8, 5, 3]
+    marked, mmask = m.text.mark_end(text, mask)
+    assert marked[[0, 1, 2], [7, 4, 2]].eq(m.text.end_id).all() and m.text.end_id == 15
+    assert torch.equal(marked[:, :7][mask], text[mask]) and mmask.sum() == mask.sum() + 3
+    toks, attn = m.generate(text, mask, max_new_tokens=6, min_new_tokens=6, generator=torch.Generator().manual_seed(0),
+                            return_attention=True)
+    assert attn.shape == (3, 2, 4, 6, 8)  # one more column: the marker
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3, 2, 4, 6))
+    assert attn[1, ..., 5:].abs().max() == 0 and attn[2, ..., 3:].abs().max() == 0 and attn[2, ..., 2].min() > 0
+    # the marker is attended to: its embedding changes the output
+    seq = torch.randint(4, 40, (3, 9), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref = m(seq, text, mask)
+        m.text.char_emb.weight[m.text.end_id] += 1.0
+        assert (m(seq, text, mask) - ref).abs().amax(dim=(1, 2)).min() > 1e-4
+    # a text as long as text_len still fits (the marker has a position of its own)
+    assert m(seq[:1], torch.randint(1, 15, (1, 10))).shape == (1, 9, 40)
+    with pytest.raises(ValueError, match="text_len"):
+        m(seq[:1], torch.randint(1, 15, (1, 11)))
+    # configurations saved before the marker existed load without it
+    old = {k: v for k, v in m.config.to_dict().items() if k != "end_marker"}
+    assert CursiveTransformerConfig.from_dict(old).end_marker is False
+
+
+def test_a_model_without_the_marker_is_completed_with_one_for_fine_tuning():
+    plain, marked = tiny(seed=0), tiny(seed=1, end_marker=True)
+    fresh = marked.text.char_emb.weight[-1].clone()
+    marked.load_state_dict(marked.with_end_marker_rows(plain.state_dict()))
+    for name, w in plain.state_dict().items():
+        n = w.shape[0] if name.startswith("text.") else None
+        torch.testing.assert_close(marked.state_dict()[name][:n], w, rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(marked.text.char_emb.weight[-1], fresh)  # the marker's own (fresh) embedding
+    torch.testing.assert_close(marked.text.pos_emb.weight[-1], plain.text.pos_emb.weight[-1])
+    assert marked.with_end_marker_rows(marked.state_dict()).keys() == marked.state_dict().keys()
+    sd = plain.state_dict()
+    assert plain.with_end_marker_rows(sd) is sd  # a model without the marker takes the state as it is
+    text, mask = texts()
+    seq = torch.randint(4, 40, (3, 9), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():  # same weights, but the marker now takes part in cross-attention
+        assert (marked(seq, text, mask) - plain(seq, text, mask)).abs().max() > 1e-4
 
 
 def test_generation_controls():
@@ -243,7 +292,8 @@ def test_token_dataset_and_collate():
         TokenDataset(words, tok, al, text_len=2)
 
 
-def test_overfit_one_bigbank_word(bigbank_path):
+@pytest.mark.parametrize("end_marker", [False, True])
+def test_overfit_one_bigbank_word(bigbank_path, end_marker):
     """A tiny model memorises one real word in a few seconds; greedy decoding then writes it back."""
     from handwriting.datasets.jsonink import load_bigbank
     from handwriting.datasets.torch_data import Alphabet
@@ -255,7 +305,8 @@ def test_overfit_one_bigbank_word(bigbank_path):
     assert batch.tokens.shape[1] > 100
     torch.manual_seed(0)
     m = CursiveTransformer(CursiveTransformerConfig(vocab_size=tok.vocab_size, block_size=300, n_layer=2, d_model=32,
-                                                    n_head=2, text_len=8, alphabet_size=len(alphabet)))
+                                                    n_head=2, text_len=8, alphabet_size=len(alphabet),
+                                                    end_marker=end_marker))
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.0)
     for step in range(150):
         out = m.training_step(batch)

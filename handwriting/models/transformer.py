@@ -440,6 +440,9 @@ class CursiveTransformerConfig:
     bias: bool = True
     mlp_ratio: int = 4
     tokenizer: dict | None = None  # tokenizer.to_dict(), kept with the model so checkpoints can decode
+    # an extra, learned "end of text" character after every text's last one: something cross-attention can
+    # move on to when the word is written, so that END is easy to predict (off in models saved before it)
+    end_marker: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -455,20 +458,37 @@ class CursiveTransformerConfig:
 
 class TextEmbedding(nn.Module):
     """Character ids ``(B, U)`` → ``(B, U, d_model)``: character embeddings (0 = padding) plus character
-    position embeddings (the paper's fix: without positions cross-attention cannot tell "ab" from "ba")."""
+    position embeddings (the paper's fix: without positions cross-attention cannot tell "ab" from "ba").
 
-    def __init__(self, alphabet_size: int, text_len: int, d_model: int):
+    With ``end_marker`` one more learned character (id ``alphabet_size``) follows every text's last
+    character (:meth:`mark_end`): without it, the model must notice that no character is left to write."""
+
+    def __init__(self, alphabet_size: int, text_len: int, d_model: int, end_marker: bool = False):
         super().__init__()
         self.text_len = text_len
-        self.char_emb = nn.Embedding(alphabet_size, d_model, padding_idx=0)
-        self.pos_emb = nn.Embedding(text_len, d_model)
+        self.end_marker = bool(end_marker)
+        self.end_id = alphabet_size
+        self.char_emb = nn.Embedding(alphabet_size + self.end_marker, d_model, padding_idx=0)
+        self.pos_emb = nn.Embedding(text_len + self.end_marker, d_model)
+
+    def mark_end(self, text: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(text, mask)`` with the end marker written after each row's valid characters (which come first
+        in a row) and the mask grown to cover it; unchanged (mask ``text != 0``) without a marker."""
+        mask = (text != 0) if mask is None else mask.bool()
+        if not self.end_marker:
+            return text, mask
+        rows, n = torch.arange(text.shape[0], device=text.device), mask.sum(1)
+        text, mask = F.pad(text, (0, 1)), F.pad(mask, (0, 1))
+        text[rows, n] = self.end_id
+        mask[rows, n] = True
+        return text, mask
 
     def forward(self, text: torch.Tensor, zero_context: bool = False) -> torch.Tensor:
-        U = text.shape[1]
+        U = text.shape[1] - self.end_marker
         if U > self.text_len:
             raise ValueError(f"text of {U} characters exceeds text_len={self.text_len}; shorten it or split it "
                              "into lines")
-        ctx = self.char_emb(text) + self.pos_emb.weight[:U]
+        ctx = self.char_emb(text) + self.pos_emb.weight[: text.shape[1]]
         return torch.zeros_like(ctx) if zero_context else ctx
 
 
@@ -477,11 +497,12 @@ class DecoderBase(nn.Module):
     :class:`Block` s (with cross-attention to the text when ``alphabet_size > 0``), the final LayerNorm,
     text contexts, KV caches and the fast decoding plan.  Subclasses embed their inputs and own the heads."""
 
-    def _build_trunk(self, d_model, n_head, n_layer, block_size, dropout, bias, mlp_ratio, alphabet_size, text_len):
+    def _build_trunk(self, d_model, n_head, n_layer, block_size, dropout, bias, mlp_ratio, alphabet_size, text_len,
+                     end_marker: bool = False):
         self.block_size = block_size
         self.n_head, self.d_model = n_head, d_model
         self.pos_emb = nn.Embedding(block_size, d_model)
-        self.text = TextEmbedding(alphabet_size, text_len, d_model) if alphabet_size > 0 else None
+        self.text = TextEmbedding(alphabet_size, text_len, d_model, end_marker) if alphabet_size > 0 else None
         self.drop = nn.Dropout(dropout)
         cross = self.text is not None
         self.blocks = nn.ModuleList(Block(d_model, n_head, dropout, bias, mlp_ratio, cross=cross) for _ in range(n_layer))
@@ -495,16 +516,31 @@ class DecoderBase(nn.Module):
         paper's ablation (the model then sees no text at all)."""
         if self.text is None:
             raise ValueError(f"{type(self).__name__} was built without text conditioning (alphabet_size=0)")
-        return self.text(text, zero_context)
+        return self.text(self.text.mark_end(text)[0], zero_context)
 
     def prepare_context(self, text, text_mask=None, zero_context: bool = False) -> TextContext | None:
-        """Embed the text and compute every block's cross-attention keys/values once (``None`` without text)."""
+        """Embed the text and compute every block's cross-attention keys/values once (``None`` without text).
+        With an end marker the context has one position more than ``text`` (the marker after each row's
+        last character), and so has the cross-attention."""
         if self.text is None or text is None:
             return None
-        if text_mask is None:
-            text_mask = text != 0
-        ctx = self.drop(self.embed_text(text, zero_context))
+        text, text_mask = self.text.mark_end(text, text_mask)
+        ctx = self.drop(self.text(text, zero_context))
         return TextContext([b.context_kv(ctx) for b in self.blocks], context_mask(text_mask))
+
+    def with_end_marker_rows(self, state: dict) -> dict:
+        """``state`` (a state dict of this architecture saved without the end marker) completed with this
+        model's own, freshly initialised marker embedding and one more character position (a copy of the
+        last): fine-tuning a model to use the marker.  Returned unchanged when it already fits."""
+        if self.text is None or not self.text.end_marker:
+            return state
+        state = dict(state)
+        for key, fresh in (("text.char_emb.weight", self.text.char_emb.weight), ("text.pos_emb.weight", None)):
+            w = state[key]
+            if w.shape[0] == getattr(self.text, key.split(".")[1]).num_embeddings - 1:
+                extra = fresh.detach()[-1:] if fresh is not None else w[-1:]
+                state[key] = torch.cat([w, extra.to(w.dtype)])
+        return state
 
     def _trunk(self, x, context: TextContext | None, caches=None, start: int = 0, weights=None):
         """Embedded inputs ``(B, T, C)`` (without positions) → final features ``(B, T, C)``."""
@@ -547,7 +583,7 @@ class CursiveTransformer(DecoderBase):
             raise ValueError("CursiveTransformerConfig.alphabet_size must count the characters plus padding (>= 2)")
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self._build_trunk(c.d_model, c.n_head, c.n_layer, c.block_size, c.dropout, c.bias, c.mlp_ratio,
-                          c.alphabet_size, c.text_len)
+                          c.alphabet_size, c.text_len, c.end_marker)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         init_gpt_weights(self, c.n_layer)
         if c.tie_weights:
