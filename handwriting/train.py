@@ -50,6 +50,7 @@ equal the single-process gradient of the global batch exactly.  Only rank 0 logs
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -1177,7 +1178,7 @@ DEFAULTS: dict[str, Any] = dict(
     block_size=None, lr=None, optimizer=None, schedule=None, step_size=None, gamma=None, warmup=None,
     weight_decay=None, clip=None, clip_norm=None, loss_unit=None, amp="none", device="auto", out=None,
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
-    augment=False, downsample=None, end_marker=False, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, log_every=10,
+    augment=False, downsample=None, end_marker=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, log_every=10,
     num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True,
 )  # fmt: skip
 
@@ -1204,9 +1205,9 @@ def configure(parser) -> None:
         m.add_argument(f"--{name}", type=int, help="Graves networks: override the size preset")
     for name in ("d-model", "n-layer", "n-head", "block-size"):
         m.add_argument(f"--{name}", type=int, help="transformers: override the size preset")
-    m.add_argument("--end-marker", action="store_true", default=None,
-                   help="cursive transformer: a learned end-of-text character after every text (also added to a "
-                   "model given with --init that has none)")
+    m.add_argument("--end-marker", action=argparse.BooleanOptionalAction, default=None,
+                   help="cursive transformer: a learned end-of-text character after every text (default: on for a "
+                   "new model; with --init, --end-marker adds one to a model that has none)")
     t = parser.add_argument_group("training")
     t.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
     t.add_argument("--epochs", type=int, help="stop after this many epochs")
@@ -1535,11 +1536,11 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
     text_len = max(50, max(len(s.text) for s in train_s + valid_s) * wpl_n + wpl_n)
     config = CursiveTransformerConfig(
         vocab_size=tok.vocab_size, text_len=text_len, alphabet_size=len(alphabet), tokenizer=tok.to_dict(),
-        end_marker=bool(opts.get("end_marker")), **size
+        end_marker=opts.get("end_marker") is not False, **size
     )
-    if init is not None:
+    if init is not None:  # the starting model's configuration; the marker only when asked for
         config = _init_config(opts, config, CursiveTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
-        config = dataclasses.replace(config, end_marker=config.end_marker or bool(opts.get("end_marker")))
+        config = dataclasses.replace(config, end_marker=config.end_marker or opts.get("end_marker") is True)
         text_len = config.text_len
     common = dict(tokenizer=tok, alphabet=alphabet, block_size=config.block_size, text_len=text_len, words_per_line=wpl_n)
     train_ds = TokenDataset(
@@ -1564,7 +1565,7 @@ def build_training(opts: dict) -> tuple:
     """``(model, train_loader, valid_loader, train_config, meta, sample_fn)`` for the command line's
     options (a dict over :data:`DEFAULTS`)."""
     kind = opts["model"]
-    if opts.get("end_marker") and kind != "transformer":
+    if opts.get("end_marker") is not None and kind != "transformer":
         raise TrainError(f"--end-marker is for the cursive transformer (handwriting train transformer), not {kind}")
     if kind == "recognizer" and opts.get("init"):
         raise TrainError("--init is for the generators (graves, graves-prediction, transformer, mdn-transformer)")
@@ -1670,6 +1671,9 @@ def _init_config(opts: dict, config, model_cls: type, given: dict[str, str]):
 def _command_line(opts: dict) -> str:
     parts = ["handwriting", "train", str(opts["model"])]
     for k, v in opts.items():
+        if k == "end_marker" and v is False:
+            parts.append("--no-end-marker")
+            continue
         if k in ("model", "resume") or v is None or v == DEFAULTS.get(k) or v is False:
             continue
         flag = "--" + k.replace("_", "-")

@@ -3,7 +3,7 @@ and loss curves from a training run's TensorBoard log.
 
     python scripts/model_cards.py grid graves-synthesis-bigbank cursive-transformer-bigbank
     python scripts/model_cards.py curves graves-synthesis-bigbank=runs/graves-bigbank ...
-    python scripts/model_cards.py curves cursive-transformer-bigbank=runs/ct+runs/ct-finetune   (a run and its --init sequel)
+    python scripts/model_cards.py curves cursive-transformer-bigbank=runs/ct+runs/ct-finetune   (a run and its --init sequels)
     python scripts/model_cards.py table
 
 Grids: 8 words of the held-out split the model was trained with (never in its training lines), each written
@@ -81,7 +81,7 @@ def curves(name: str, run: str) -> None:
     for i, r in enumerate(runs):
         if i:  # a sequel: its step 0 is the checkpoint it started from (--init)
             meta = json.loads((Path(r) / "last.json").read_text())
-            offset = int(meta["training"]["init_from"]["steps"])
+            offset += int(meta["training"]["init_from"]["steps"])  # steps counted from the first run's start
             restarts.append(offset)
         parts.append(_scalars(r, offset))
     for sc, cut in zip(parts, restarts):  # the first run past the checkpoint its sequel started from is not shown
@@ -122,9 +122,10 @@ def table() -> None:
         wall = tr.get("wall_time_s")
         steps = tr.get("steps", "-")
         init = tr.get("init_from")
-        if init and wall:  # fine-tuned (--init): count the run it started from too
+        while init and wall:  # fine-tuned (--init): count the runs it started from too
             steps = f"{init['steps']} + {steps}"
             wall += init.get("wall_time_s") or 0
+            init = init.get("init_from")
         nll = met.get("nll_per_point")
         unit = "token" if m["class"] == "CursiveTransformer" else ("char" if m["class"] == "Recognizer" else "point")
         nll_s = f"{nll:.3f} nats/{unit}" if isinstance(nll, (int, float)) else "-"

@@ -551,14 +551,21 @@ def test_cli_init_starts_from_saved_weights_and_refuses_another_architecture(tmp
     err = capsys.readouterr().err
     assert "d_model=32" in err and "--d-model 48" in err
     assert main(base + ["--steps", "1", "--init", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
-    if kind == "transformer":  # --end-marker adds the marker to a model saved without one, keeping every other weight
-        assert main(base + ["--steps", "1", "--lr", "1e-12", "--end-marker", "--init", str(tmp_path / "a" / "final"),
+    if kind == "transformer":  # new models have the end marker; --end-marker adds it to one saved without it
+        assert a.config.end_marker
+        assert main(base + ["--steps", "1", "--no-end-marker", "--out", str(tmp_path / "p")]) == 0
+        p, meta_p = ckpt.load_model(tmp_path / "p" / "final")
+        assert not p.config.end_marker and "--no-end-marker" in meta_p["training"]["command"]
+        assert main(base + ["--steps", "1", "--lr", "1e-12", "--init", str(tmp_path / "p" / "final"),
+                            "--out", str(tmp_path / "q")]) == 0  # fmt: skip
+        assert not ckpt.load_model(tmp_path / "q" / "final")[0].config.end_marker  # --init keeps the model's choice
+        assert main(base + ["--steps", "1", "--lr", "1e-12", "--end-marker", "--init", str(tmp_path / "p" / "final"),
                             "--out", str(tmp_path / "f")]) == 0  # fmt: skip
         f, meta_f = ckpt.load_model(tmp_path / "f" / "final")
         assert f.config.end_marker and meta_f["model"]["config"]["end_marker"] is True
-        for name, x in a.state_dict().items():
+        for name, x in p.state_dict().items():  # every weight kept, the marker's rows added
             assert torch.allclose(x, f.state_dict()[name][: x.shape[0]], rtol=0, atol=1e-9), name
-        assert f.text.char_emb.weight.shape[0] == a.text.char_emb.weight.shape[0] + 1
+        assert f.text.char_emb.weight.shape[0] == p.text.char_emb.weight.shape[0] + 1
     else:
         assert main(base + ["--steps", "1", "--end-marker", "--out", str(tmp_path / "g")]) == 2
         assert "--end-marker is for the cursive transformer" in capsys.readouterr().err
