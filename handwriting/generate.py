@@ -214,6 +214,23 @@ def model_points_per_char(model) -> float | None:
     return None
 
 
+def default_line_chars(model, prime: tuple[np.ndarray, str] | None = None) -> int:
+    """The longest line ``write`` gives the model in one piece: its text length, and for the transformers
+    no more than fits in their context — ``block_size`` positions (two tokens or one position per point) at
+    the training data's points per character, with 30% to spare for slower writing, less what a priming
+    sample takes.  Recurrent networks (Graves') have no context limit."""
+    cfg = getattr(model, "config", None)
+    n = int(getattr(cfg, "text_len", 0) or DEFAULT_MAX_LINE_CHARS)
+    block, ppc = getattr(cfg, "block_size", None), model_points_per_char(model)
+    if prime is not None:
+        n -= len(prime[1]) + 1  # the prime's text and a space go into the same text context
+    if block and ppc:
+        per_point = 2 if _kind(model) == "tokens" else 1
+        room = block - (per_point * len(prime[0]) if prime is not None else 0)
+        n = min(n, int(room / (per_point * ppc * 1.3)))
+    return max(1, n)
+
+
 def match_point_density(offsets: np.ndarray, text: str, model) -> np.ndarray:
     """Thin a priming sample that is sampled more densely than the model's training data (a canvas drawing,
     raw bigbank, the synthetic writer) by dropping evenly spaced interior points of its strokes: a model
@@ -365,8 +382,10 @@ def write(
     """Write ``text`` in handwriting; returns a :class:`Written` (a list of them for ``samples > 1`` or a
     list of biases).
 
-    text: any text; ``\\n`` starts a new line and lines longer than ``max_line_chars`` (default: what the
-        model was trained on, else 50) are wrapped at word boundaries.  Every line of every sample is drawn
+    text: any text; ``\\n`` starts a new line and lines longer than ``max_line_chars`` are wrapped at word
+        boundaries (default :func:`default_line_chars`: what the model's text context holds and, for the
+        transformers, what fits into their context window — about 11 characters for
+        ``cursive-transformer-bigbank``).  Every line of every sample is drawn
         in one batch.
     model: ``None`` (the default pretrained model), a pretrained name, a checkpoint path, or a model.
     bias: Graves' sampling bias (0: as trained; larger: neater).  A list gives one sample per value.
@@ -385,8 +404,13 @@ def write(
     kind = _kind(m)
     alphabet = _alphabet(m)
     normalizer = getattr(m, "normalizer", None) or Normalizer()
+    prime_parts = None
+    if prime is not None:
+        off, ptext = _prime_parts(prime)
+        (ptext,) = _check_chars([ptext], alphabet, unknown)
+        prime_parts = (match_point_density(off, ptext, m), ptext)
     if max_line_chars is None:
-        max_line_chars = int(getattr(getattr(m, "config", None), "text_len", 0) or DEFAULT_MAX_LINE_CHARS)
+        max_line_chars = default_line_chars(m, prime_parts)
     lines = wrap_text(text, max_line_chars)
     if not any(lines):
         raise DataError("write: the text is empty; give some characters to write")
@@ -403,11 +427,6 @@ def write(
         raise DataError("write: samples must be at least 1")
     if any(b < 0 for b in biases):
         raise DataError(f"write: bias must be >= 0, got {biases}")
-    prime_parts = None
-    if prime is not None:
-        off, ptext = _prime_parts(prime)
-        (ptext,) = _check_chars([ptext], alphabet, unknown)
-        prime_parts = (match_point_density(off, ptext, m), ptext)
     if seed is None:
         seed = secrets.randbits(31)
     written = [i for i, ln in enumerate(lines) if ln]

@@ -179,8 +179,10 @@ def write_page(
     progress: Callable[[int], None] | None = None,
 ) -> Page:
     """Wrap ``text``, write its lines in batches (``progress(n_lines_done)`` after each) and lay them out."""
-    from .generate import layout_lines, wrap_text
+    from .generate import default_line_chars, layout_lines, wrap_text
 
+    if backend.model is not None:  # the transformers write no more than fits into their context
+        max_chars = min(max_chars, default_line_chars(backend.model, None if prime is None else (prime.offsets, prime.text)))
     lines = wrap_text(text, max_chars)
     todo = [i for i, ln in enumerate(lines) if ln]
     if not todo:

@@ -655,11 +655,17 @@ class Panel:
                  progress: Callable[[int, int], None] | None = None) -> PanelResult:
         """Generate every line of ``state.text`` (synchronously), checking ``cancel`` between batches."""
         t0 = time.perf_counter()
-        lines = wrap_text(state.text, state.max_chars)
-        if not lines:
-            raise HandwritingError("nothing to write: type some text")
         backend = self._models.resolve(state.model)
         style = self._styles.get(state.style, NO_STYLE)
+        max_chars = state.max_chars
+        if _is_module(backend):  # the transformers write no more than fits into their context
+            from .generate import default_line_chars
+
+            prime = None if style.prime is None else (style.prime.offsets, style.prime.text)
+            max_chars = min(max_chars, default_line_chars(backend, prime))
+        lines = wrap_text(state.text, max_chars)
+        if not lines:
+            raise HandwritingError("nothing to write: type some text")
         samples: list[Sample] = []
         phis: list[np.ndarray | None] = []
         labels: list[str] = []

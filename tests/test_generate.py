@@ -195,6 +195,38 @@ def test_transformer_writes_too():
     assert a.internals[0]["attention"].ndim == 4
 
 
+def test_transformer_lines_are_wrapped_to_what_fits_in_its_context():
+    """A transformer cannot write past ``block_size`` positions: write(), the page writer and the panel wrap
+    the text into lines that fit (at the training data's points per character, with 30% to spare)."""
+    tr = pytest.importorskip("handwriting.models.transformer")
+    from handwriting.generate import default_line_chars
+    from handwriting.generate_page import _Backend, write_page
+    from handwriting.models.tokenizer import PolarTokenizer
+
+    tok = PolarTokenizer()
+    alphabet = torch_data.Alphabet(CHARS)
+    torch.manual_seed(0)
+    cfg = tr.CursiveTransformerConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, d_model=16, n_head=2,
+                                      text_len=20, alphabet_size=len(alphabet), tokenizer=tok.to_dict())  # fmt: skip
+    m = tr.CursiveTransformer(cfg)
+    m.alphabet = alphabet
+    assert default_line_chars(m) == 20  # no point density known: only the text context limits
+    m.meta = {"training": {"points_per_char": 4.0}}  # 2 tokens per point: 64 / (2 * 4 * 1.3) = 6.15 characters
+    assert default_line_chars(m) == 6
+    prime = (np.zeros((10, 3), np.float32), "ab")  # takes 20 of the 64 positions and 3 of the 20 characters
+    assert default_line_chars(m, prime) == int(44 / 10.4)
+    text = "ab ba abba ab baba"
+    w = write(text, model=m, seed=0, max_steps=4)
+    assert [ln.text for ln in w.lines] == ["ab ba", "abba", "ab", "baba"]
+    assert [ln.text for ln in write(text, model=m, seed=0, max_steps=4, max_line_chars=20).lines] == [text]
+    page = write_page(text, _Backend(m, None, CHARS, "tiny"), max_chars=50)
+    assert page.sample.text.split("\n") == ["ab ba", "abba", "ab", "baba"]
+    # Graves' networks are recurrent: no context limit beyond the text's
+    from handwriting.models.graves import GravesConfig, SynthesisNetwork
+
+    assert default_line_chars(SynthesisNetwork(GravesConfig(alphabet_size=5, hidden=8, layers=1))) == 50
+
+
 # ----------------------------------------------------------------------------------------------------------
 # models by name and by path
 

@@ -312,3 +312,18 @@ def test_model_picker_lists_writers_only_with_the_default_model_first(monkeypatc
     ]
     monkeypatch.setattr(pretrained, "list_pretrained", lambda: found)
     assert widgets._pretrained_names() == [pretrained.DEFAULT_MODEL, "cursive-transformer-bigbank"]
+
+
+def test_a_transformer_gets_lines_that_fit_its_context():
+    """The panel's 40-character lines would overrun the shipped cursive transformer's 600-token context;
+    it wraps shorter for such a model (see generate.default_line_chars)."""
+    from handwriting.generate import default_line_chars
+    from handwriting.pretrained import load_pretrained
+
+    m = load_pretrained("cursive-transformer-bigbank")
+    limit = default_line_chars(m)
+    assert 8 <= limit < 40
+    p = make(m, text="short", max_chars=40)
+    p.text.value = "the quick brown fox jumps"
+    lines = [ln.text for ln in p.result.lines]
+    assert lines == wrap_text("the quick brown fox jumps", limit) and len(lines) > 1
