@@ -1251,6 +1251,8 @@ def _options(args) -> dict:
         if not saved:
             raise TrainError(f"{given['resume']}: the state holds no command-line options; resume it from Python with Trainer.load_state")
         opts.update(saved)
+        if saved.get("model") == "transformer" and "end_marker" not in saved:
+            opts["end_marker"] = False  # a run started before the end-of-text marker existed has none
         for key in ("model", "data", "size", "bigbank"):  # what the run is cannot change on resume
             if key in given and given[key] != saved.get(key):
                 raise TrainError(f"--resume: the run in {given['resume']} trained {key}={saved.get(key)!r}; cannot switch to {given[key]!r}")

@@ -599,3 +599,19 @@ def test_cli_init_fine_tunes_graves_on_own_json_with_the_models_alphabet_and_nor
                  "--out", str(tmp_path / "c"), *base]) == 2  # fmt: skip
     assert repr(odd) in capsys.readouterr().err
     assert not (tmp_path / "c" / "final.safetensors").exists()
+
+
+def test_resuming_a_transformer_run_saved_before_the_end_marker_keeps_it_without(monkeypatch):
+    """Runs saved before ``--end-marker`` existed recorded no such option; resuming one must rebuild the model
+    without the marker (new runs get it by default), or its weights would not fit."""
+    from argparse import Namespace
+
+    from handwriting import checkpoint as ck
+    from handwriting.train import _options
+
+    old = {"model": "transformer", "data": "bigbank", "size": "small", "steps": 10}
+    monkeypatch.setattr(ck, "load_training_state", lambda path: (None, {"meta": {"training": {"options": old}}}))
+    assert _options(Namespace(resume="runs/old"))["end_marker"] is False
+    new = dict(old, end_marker=None)
+    monkeypatch.setattr(ck, "load_training_state", lambda path: (None, {"meta": {"training": {"options": new}}}))
+    assert _options(Namespace(resume="runs/new"))["end_marker"] is None  # built with the marker, as it was
