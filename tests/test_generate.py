@@ -178,7 +178,8 @@ def test_unconditional_model_cannot_write():
         write("ab", model=m)
 
 
-def test_transformer_writes_too():
+def _tiny_transformer():
+    """A tiny untrained cursive transformer over CHARS (64 positions, 20 characters of text)."""
     tr = pytest.importorskip("handwriting.models.transformer")
     from handwriting.models.tokenizer import PolarTokenizer
 
@@ -189,6 +190,11 @@ def test_transformer_writes_too():
                                       text_len=20, alphabet_size=len(alphabet), tokenizer=tok.to_dict())  # fmt: skip
     m = tr.CursiveTransformer(cfg)
     m.alphabet = alphabet
+    return m
+
+
+def test_transformer_writes_too():
+    m = _tiny_transformer()
     a = write("hi\nyou", model=m, seed=4, max_steps=30, return_internals=True)
     b = write("hi\nyou", model=m, seed=4, max_steps=30)
     assert np.array_equal(a.offsets, b.offsets) and len(a.lines) == 2
@@ -198,18 +204,10 @@ def test_transformer_writes_too():
 def test_transformer_lines_are_wrapped_to_what_fits_in_its_context():
     """A transformer cannot write past ``block_size`` positions: write(), the page writer and the panel wrap
     the text into lines that fit (at the training data's points per character, with 30% to spare)."""
-    tr = pytest.importorskip("handwriting.models.transformer")
     from handwriting.generate import default_line_chars
     from handwriting.generate_page import _Backend, write_page
-    from handwriting.models.tokenizer import PolarTokenizer
 
-    tok = PolarTokenizer()
-    alphabet = torch_data.Alphabet(CHARS)
-    torch.manual_seed(0)
-    cfg = tr.CursiveTransformerConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, d_model=16, n_head=2,
-                                      text_len=20, alphabet_size=len(alphabet), tokenizer=tok.to_dict())  # fmt: skip
-    m = tr.CursiveTransformer(cfg)
-    m.alphabet = alphabet
+    m = _tiny_transformer()
     assert default_line_chars(m) == 20  # no point density known: only the text context limits
     m.meta = {"training": {"points_per_char": 4.0}}  # 2 tokens per point: 64 / (2 * 4 * 1.3) = 6.15 characters
     assert default_line_chars(m) == 6
