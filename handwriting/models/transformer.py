@@ -535,11 +535,11 @@ class DecoderBase(nn.Module):
         if self.text is None or not self.text.end_marker:
             return state
         state = dict(state)
-        for key, fresh in (("text.char_emb.weight", self.text.char_emb.weight), ("text.pos_emb.weight", None)):
-            w = state[key]
-            if w.shape[0] == getattr(self.text, key.split(".")[1]).num_embeddings - 1:
-                extra = fresh.detach()[-1:] if fresh is not None else w[-1:]
-                state[key] = torch.cat([w, extra.to(w.dtype)])
+        chars, pos = state["text.char_emb.weight"], state["text.pos_emb.weight"]
+        if len(chars) == self.text.char_emb.num_embeddings - 1:
+            state["text.char_emb.weight"] = torch.cat([chars, self.text.char_emb.weight.detach()[-1:].to(chars.dtype)])
+        if len(pos) == self.text.pos_emb.num_embeddings - 1:
+            state["text.pos_emb.weight"] = torch.cat([pos, pos[-1:]])
         return state
 
     def _trunk(self, x, context: TextContext | None, caches=None, start: int = 0, weights=None):
