@@ -29,6 +29,8 @@ import types
 from pathlib import Path
 from typing import Any, Callable
 
+from ._alloc import allocator_setting, keep_freed_memory
+
 EPILOG = """examples:
   handwriting bench graves                      # ours vs pywritesmooth, training + sampling
   handwriting bench graves --quick              # small shapes, a smoke test
@@ -60,11 +62,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer-path", default=None, help="folder holding the pywritesmooth package")
     parser.add_argument("--no-sampling", action="store_true", help="skip the sampling measurements")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it is (by default freed memory is kept for reuse, for "
+                             "every contender alike: see handwriting/_alloc.py)")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if not args.default_allocator:
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     names = list(BENCHES) if args.target == "all" else [args.target]
@@ -128,6 +135,7 @@ def machine_info(device: str = "cpu") -> dict:
         "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "device": device,
+        "allocator": allocator_setting(),
     }
     try:
         info["cpu_bf16_native"] = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
@@ -153,7 +161,7 @@ def _format_machine(m: dict) -> str:
     load_s = ", load " + "/".join(f"{x:.1f}" for x in load) if load else ""
     return (
         f"torch {m['torch']} on {m['processor']} ({m['cpu_count']} CPUs, {m['threads']} threads, "
-        f"{m['cpu_capability']}, native bf16: {m.get('cpu_bf16_native')}{load_s})"
+        f"{m['cpu_capability']}, native bf16: {m.get('cpu_bf16_native')}{load_s}; allocator: {m.get('allocator')})"
         + (f", GPU {m['gpu']}" if m.get("gpu") else "")
     )
 

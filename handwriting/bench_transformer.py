@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._alloc import allocator_setting, keep_freed_memory
 from .models.tokenizer import BOS, END
 from .models.transformer import CursiveTransformer, CursiveTransformerConfig, TokenBatch, decode_threads
 
@@ -222,6 +223,7 @@ def run_benchmark(repeats: int = 5, json_path=None, train: bool = True, sample: 
         "cpu": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "allocator": allocator_setting(),
         "shapes": s,
         "repeats": repeats,
     }
@@ -332,7 +334,8 @@ def format_table(result: dict) -> str:
     w = max(len(r["what"]) for r in rows) if rows else 10
     m = max(len(r["model"]) for r in rows) if rows else 10
     e = result["env"]
-    out = [f"cursive transformer speed (torch {e['torch']}, {e['threads']} threads, medians of {e['repeats']}; "
+    out = [f"cursive transformer speed (torch {e['torch']}, {e['threads']} threads, medians of {e['repeats']}, "
+           f"allocator: {e.get('allocator', 'default')}; "
            "shared machines are noisy: compare ratios within one run)",
            f"{'what':<{w}}  {'model':<{m}}  {'seconds':>8}  {'speed-up':>8}"]
     for r in rows:
@@ -360,6 +363,8 @@ def configure(parser) -> None:
     parser.add_argument("--no-train", action="store_true", help="skip the training-step comparison")
     parser.add_argument("--no-sampling", action="store_true", help="skip the sampling comparison")
     parser.add_argument("--no-peer", action="store_true", help="skip the reference-style model")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it is (default: freed memory kept, for both models)")
 
 
 def bench_transformer(args) -> dict:
@@ -379,6 +384,8 @@ def bench_transformer(args) -> dict:
 
 
 def run(args) -> int:
+    if not getattr(args, "default_allocator", False):
+        keep_freed_memory()
     res = bench_transformer(args)
     print(format_table(res))
     for note in res["notes"]:

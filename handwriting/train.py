@@ -1691,6 +1691,9 @@ def _command_line(opts: dict) -> str:
 def run(args) -> int:
     import datetime as _dt
 
+    from ._alloc import keep_freed_memory
+
+    keep_freed_memory()  # a training process reuses its freed memory: ~10-30% faster CPU steps (see _alloc.py)
     opts = _options(args)
     if not opts.get("out"):
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
