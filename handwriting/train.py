@@ -70,6 +70,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from ._alloc import keep_freed_memory
 from .errors import DataError, HandwritingError
 
 __all__ = [
@@ -140,6 +141,7 @@ class TrainConfig:
     wandb_project: str = "handwriting"
     progress: bool = True  # tqdm progress bar
     max_bad_steps: int = 50  # give up after this many non-finite steps in a row
+    keep_freed_memory: bool = True  # on a CPU, glibc keeps freed memory for reuse: faster steps (see _alloc.py)
 
     def __post_init__(self) -> None:
         choices = {
@@ -588,6 +590,8 @@ class Trainer:
             self.device = torch.device("cuda", local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        elif config.keep_freed_memory:
+            keep_freed_memory()  # 10-30% faster CPU steps: no page faults on every step's large tensors
         import torch.distributed as dist
 
         had_group = dist.is_available() and dist.is_initialized()
@@ -1691,9 +1695,6 @@ def _command_line(opts: dict) -> str:
 def run(args) -> int:
     import datetime as _dt
 
-    from ._alloc import keep_freed_memory
-
-    keep_freed_memory()  # a training process reuses its freed memory: ~10-30% faster CPU steps (see _alloc.py)
     opts = _options(args)
     if not opts.get("out"):
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

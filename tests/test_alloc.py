@@ -45,3 +45,31 @@ def test_freed_memory_is_reused_without_page_faults():
     thp = open("/sys/kernel/mm/transparent_hugepage/enabled").read() if sys.platform == "linux" else ""
     if "[always]" not in thp:  # with 4 KiB pages, glibc's default maps the block afresh every time
         assert default > 4 * kept and default > 15000, (default, kept)
+
+
+TRAINER = """
+import sys, torch
+from torch import nn
+from handwriting._alloc import allocator_setting
+from handwriting.train import TrainConfig, Trainer
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch):
+        loss = (self.w - batch).square().mean()
+        return {"loss": loss, "nll_sum": float(loss), "points": 1}
+
+config = TrainConfig(steps=1, progress=False, device="cpu", keep_freed_memory=sys.argv[1] == "1")
+Trainer(Model(), [torch.ones(1)], None, config)
+print(allocator_setting())
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_trainer_keeps_freed_memory_on_cpus_unless_told_not_to(keep):
+    out = subprocess.run([sys.executable, "-c", TRAINER, str(int(keep))], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("glibc, freed memory kept (mallopt)" if keep else "default")
