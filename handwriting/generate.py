@@ -28,7 +28,8 @@ import numpy as np
 from .errors import DataError, HandwritingError
 from .strokes import Normalizer, Sample, check_offsets, downsample, to_absolute, to_offsets
 
-__all__ = ["Written", "write", "resolve_model", "wrap_text", "layout_lines", "configure", "run", "EPILOG"]
+__all__ = ["Written", "write", "resolve_model", "wrap_text", "line_pieces", "join_pieces", "layout_lines", "configure", "run",
+           "EPILOG"]
 
 DEFAULT_MAX_LINE_CHARS = 50
 
@@ -48,9 +49,10 @@ the same handwriting.
 @dataclass
 class Written(Sample):
     """Generated handwriting: the laid-out ``offsets`` and ``text`` (lines joined with ``\\n``) of a
-    :class:`~handwriting.strokes.Sample`, plus ``lines`` (one Sample per written line, in data units),
-    ``seed``, ``bias``, ``stopped`` (per line: did the model end the line itself, rather than the length
-    guard) and ``internals`` (per line, with ``return_internals=True``)."""
+    :class:`~handwriting.strokes.Sample`, plus ``lines`` (one Sample per piece the model wrote in one go, in
+    data units: a whole line, or part of one where the line was longer than the model's ``max_line_chars``),
+    ``seed``, ``bias``, ``stopped`` (per piece: did the model end it itself, rather than the length guard)
+    and ``internals`` (per piece, with ``return_internals=True``)."""
 
     lines: list = field(default_factory=list)
     seed: int | None = None
@@ -175,6 +177,50 @@ def layout_lines(lines: Sequence[np.ndarray | None], line_gap: float = 0.6) -> n
         p[:, 1] += -np.percentile(p[:, 1], 10) - k * pitch
         out.append(p)
     return to_offsets(np.vstack(out)).astype(np.float32)
+
+
+def join_pieces(pieces: Sequence[np.ndarray], texts: Sequence[str] | None = None,
+                gaps: Sequence[bool] | None = None) -> np.ndarray:
+    """Parts of one line, written one after another by a model whose context holds only a few words, joined
+    into that line: each piece starts a space to the right of the previous one's rightmost point (a fifth
+    of a space where ``gaps`` says a word was cut there), with its baseline (10th percentile of y) on the
+    first piece's.  A space is as wide as the pieces' mean width per character (from ``texts``; a third of
+    their median height without them)."""
+    arrays = [check_offsets(a, f"piece {i}") for i, a in enumerate(pieces)]
+    if not arrays:
+        raise DataError("join_pieces: no pieces to join")
+    points = [to_absolute(a) for a in arrays]
+    widths = [float(np.ptp(p[:, 0])) for p in points]
+    space = sum(widths) / sum(map(len, texts)) if texts is not None and sum(map(len, texts)) > 0 else 0.0
+    if not space > 0:
+        space = float(np.median([np.ptp(p[:, 1]) for p in points])) / 3 or 1.0
+    out, right, base = [], 0.0, None
+    for k, p in enumerate(points):
+        p = p.copy()
+        b = float(np.percentile(p[:, 1], 10))
+        base = b if base is None else base
+        gap = space if gaps is None or k == 0 or gaps[k - 1] else space / 5
+        p[:, 0] += (right + gap if out else 0.0) - p[:, 0].min()
+        p[:, 1] += base - b
+        right = float(p[:, 0].max())
+        out.append(p)
+    return to_offsets(np.vstack(out)).astype(np.float32)
+
+
+def line_pieces(line: str, piece_chars: int) -> tuple[list[str], list[bool]]:
+    """The pieces a model writes ``line`` in, one go each (at most ``piece_chars`` characters, cut at spaces
+    where possible; the line itself when it fits), and for each boundary between two pieces whether a space
+    separates them (``False`` where a long word was cut)."""
+    if not line:
+        return [], []
+    if len(line) <= piece_chars:
+        return [line], []
+    pieces = wrap_text(line, piece_chars)
+    gaps, pos = [], 0
+    for p in pieces[:-1]:
+        pos = line.index(p, pos) + len(p)
+        gaps.append(pos < len(line) and line[pos] == " ")
+    return pieces, gaps
 
 
 def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
@@ -378,15 +424,18 @@ def write(
     max_steps: int | None = None,
     line_gap: float = 0.6,
     device: str | None = None,
+    line_width: int | None = None,
 ) -> Written | list[Written]:
     """Write ``text`` in handwriting; returns a :class:`Written` (a list of them for ``samples > 1`` or a
     list of biases).
 
-    text: any text; ``\\n`` starts a new line and lines longer than ``max_line_chars`` are wrapped at word
-        boundaries (default :func:`default_line_chars`: what the model's text context holds and, for the
-        transformers, what fits into their context window — about 11 characters for
-        ``cursive-transformer-bigbank``).  Every line of every sample is drawn
-        in one batch.
+    text: any text; ``\\n`` starts a new line and lines longer than ``line_width`` characters are wrapped at
+        word boundaries.  Every piece of every line of every sample is drawn in one batch.
+    max_line_chars: the most characters the model writes in one go (default :func:`default_line_chars`:
+        what the model's text context holds and, for the transformers, what fits into their context window —
+        about 11 characters for ``cursive-transformer-bigbank``).  A longer line is written in pieces that
+        are joined side by side (:func:`join_pieces`); ``Written.lines`` has one Sample per piece.
+    line_width: characters per written line (default: ``max_line_chars`` when given, else 50).
     model: ``None`` (the default pretrained model), a pretrained name, a checkpoint path, or a model.
     bias: Graves' sampling bias (0: as trained; larger: neater).  A list gives one sample per value.
     prime: a :class:`~handwriting.strokes.Sample` (or ``(offsets, text)``) in data units whose style the
@@ -409,12 +458,17 @@ def write(
         off, ptext = _prime_parts(prime)
         (ptext,) = _check_chars([ptext], alphabet, unknown)
         prime_parts = (match_point_density(off, ptext, m), ptext)
+    if line_width is None:
+        line_width = max_line_chars if max_line_chars is not None else DEFAULT_MAX_LINE_CHARS
     if max_line_chars is None:
-        max_line_chars = default_line_chars(m, prime_parts)
-    lines = wrap_text(text, max_line_chars)
+        max_line_chars = min(line_width, default_line_chars(m, prime_parts))
+    lines = wrap_text(text, line_width)
     if not any(lines):
         raise DataError("write: the text is empty; give some characters to write")
     lines = _check_chars(lines, alphabet, unknown)
+    planned = [line_pieces(ln, max_line_chars) for ln in lines]
+    pieces = [p for ps, _ in planned for p in ps]
+    owner = [i for i, (ps, _) in enumerate(planned) for _ in ps]  # the line of every piece
     biases = [float(b) for b in bias] if isinstance(bias, (list, tuple, np.ndarray)) else None
     if biases is not None:
         if samples not in (1, len(biases)):
@@ -429,9 +483,8 @@ def write(
         raise DataError(f"write: bias must be >= 0, got {biases}")
     if seed is None:
         seed = secrets.randbits(31)
-    written = [i for i, ln in enumerate(lines) if ln]
-    rows = [lines[i] for _ in range(n) for i in written]
-    bias_rows = [biases[s] for s in range(n) for _ in written]
+    rows = [p for _ in range(n) for p in pieces]
+    bias_rows = [biases[s] for s in range(n) for _ in pieces]
     dev = next(m.parameters()).device
     generator = torch.Generator(device=dev).manual_seed(int(seed))
     was_training = m.training
@@ -446,13 +499,17 @@ def write(
     finally:
         m.train(was_training)
     out = []
-    per = len(written)
+    per = len(pieces)
     for s in range(n):
         mine = seqs[s * per : (s + 1) * per]
         slots: list[np.ndarray | None] = [None] * len(lines)
-        for j, i in enumerate(written):
-            slots[i] = mine[j]
-        line_samples = [Sample(o, text=lines[i], source="generated") for o, i in zip(mine, written)]
+        for i, (ps, gaps) in enumerate(planned):
+            done = [o for o, k in zip(mine, owner) if k == i]
+            if len(done) == 1:
+                slots[i] = done[0]
+            elif done:
+                slots[i] = join_pieces(done, ps, gaps)
+        line_samples = [Sample(o, text=p, source="generated") for o, p in zip(mine, pieces)]
         out.append(
             Written(
                 layout_lines(slots, line_gap),
@@ -485,7 +542,12 @@ def configure(parser) -> None:
     parser.add_argument("--output", "-o", default="handwriting.svg", help="output file: .svg .png .gif .gcode .html (default handwriting.svg)")
     parser.add_argument("--width", type=float, default=None, help="image width in pixels (G-code: millimetres)")
     parser.add_argument("--color", default=None, help="ink colour (svg/png/gif), e.g. navy or #1a1a80")
-    parser.add_argument("--max-line-chars", type=int, default=None, help="wrap lines at this many characters")
+    parser.add_argument("--max-line-chars", type=int, default=None,
+                        help="the most characters the model writes in one go (default: what its context holds); "
+                             "also the line width unless --line-width is given")
+    parser.add_argument("--line-width", type=int, default=None,
+                        help="characters per written line (default 50); longer lines wrap, pieces of a line are "
+                             "written one after another and joined")
     parser.add_argument("--unknown", choices=("error", "replace"), default="error", help="characters the model does not know")
     parser.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
 
@@ -524,6 +586,7 @@ def run(args) -> int:
         prime = _load_prime(path, args.prime_index)
     result = write(
         text, model=args.model, bias=args.bias, prime=prime, seed=args.seed, max_line_chars=args.max_line_chars,
+        line_width=args.line_width,
         unknown=args.unknown, device=args.device,
     )  # fmt: skip
     out = Path(args.output)

@@ -178,22 +178,30 @@ def write_page(
     line_gap: float = 0.6,
     progress: Callable[[int], None] | None = None,
 ) -> Page:
-    """Wrap ``text``, write its lines in batches (``progress(n_lines_done)`` after each) and lay them out."""
-    from .generate import default_line_chars, layout_lines, wrap_text
+    """Wrap ``text``, write its lines in batches (``progress(n_lines_done)`` after each) and lay them out.
+    A line longer than a transformer's context holds is written in pieces, joined side by side."""
+    from .generate import default_line_chars, join_pieces, layout_lines, line_pieces, wrap_text
 
+    piece_chars = max_chars
     if backend.model is not None:  # the transformers write no more than fits into their context
-        max_chars = min(max_chars, default_line_chars(backend.model, None if prime is None else (prime.offsets, prime.text)))
+        piece_chars = min(max_chars, default_line_chars(backend.model, None if prime is None else (prime.offsets, prime.text)))
     lines = wrap_text(text, max_chars)
-    todo = [i for i, ln in enumerate(lines) if ln]
+    planned = [line_pieces(ln, piece_chars) for ln in lines]
+    todo = [(i, p) for i, (ps, _) in enumerate(planned) for p in ps]
     if not todo:
         raise DataError("no text to write")
-    out: list[np.ndarray | None] = [None] * len(lines)
+    written: list[list[np.ndarray]] = [[] for _ in lines]
+    last = {i: k for k, (i, _) in enumerate(todo)}  # the index of every line's last piece
     for start in range(0, len(todo), batch_size):
-        idx = todo[start : start + batch_size]
-        for i, s in zip(idx, _write_batch(backend, [lines[i] for i in idx], bias, prime, seed + start)):
-            out[i] = s.offsets
+        chunk = todo[start : start + batch_size]
+        for (i, _), s in zip(chunk, _write_batch(backend, [p for _, p in chunk], bias, prime, seed + start)):
+            written[i].append(s.offsets)
         if progress is not None:
-            progress(len(idx))
+            progress(sum(last[i] == start + k for k, (i, _) in enumerate(chunk)))  # lines finished
+    out: list[np.ndarray | None] = [
+        None if not w else w[0] if len(w) == 1 else join_pieces(w, planned[i][0], planned[i][1])
+        for i, w in enumerate(written)
+    ]
     offsets = layout_lines(out, line_gap)
     heights = [float(np.ptp(np.cumsum(o[:, 1]))) for o in out if o is not None]
     heights = [h for h in heights if h > 0]

@@ -11,7 +11,7 @@ import torch
 
 from handwriting import checkpoint as ckpt
 from handwriting.errors import DataError
-from handwriting.strokes import Normalizer, Sample, to_absolute
+from handwriting.strokes import Normalizer, Sample, to_absolute, to_offsets
 
 graves = pytest.importorskip("handwriting.models.graves", reason="handwriting.models.graves is not available yet")
 torch_data = pytest.importorskip("handwriting.datasets.torch_data", reason="the data layer is not available yet")
@@ -214,11 +214,24 @@ def test_transformer_lines_are_wrapped_to_what_fits_in_its_context():
     prime = (np.zeros((10, 3), np.float32), "ab")  # takes 20 of the 64 positions and 3 of the 20 characters
     assert default_line_chars(m, prime) == int(44 / 10.4)
     text = "ab ba abba ab baba"
-    w = write(text, model=m, seed=0, max_steps=4)
-    assert [ln.text for ln in w.lines] == ["ab ba", "abba", "ab", "baba"]
+    w = write(text, model=m, seed=0, max_steps=12)
+    # written in pieces that fit, joined into one line: each piece keeps its shape, one space to the right
+    assert [ln.text for ln in w.lines] == ["ab ba", "abba", "ab", "baba"] and w.text == text
+    pts, start, right = to_absolute(w.offsets), 0, None
+    for piece in w.lines:
+        own, mine = to_absolute(piece.offsets), pts[start : start + len(piece.offsets)]
+        shift = mine[0, :2] - own[0, :2]
+        np.testing.assert_allclose(mine[:, :2], own[:, :2] + shift, atol=1e-4)
+        assert mine[-1, 2] == 1  # the pen lifts between pieces
+        if right is not None:
+            assert mine[:, 0].min() > right
+        right, start = mine[:, 0].max(), start + len(piece.offsets)
     assert [ln.text for ln in write(text, model=m, seed=0, max_steps=4, max_line_chars=20).lines] == [text]
+    stacked = write(text, model=m, seed=0, max_steps=4, line_width=5)
+    assert stacked.text.split("\n") == ["ab ba", "abba", "ab", "baba"] == [ln.text for ln in stacked.lines]
     page = write_page(text, _Backend(m, None, CHARS, "tiny"), max_chars=50)
-    assert page.sample.text.split("\n") == ["ab ba", "abba", "ab", "baba"]
+    assert page.sample.text == text and len(page.lines) == 1
+    assert write_page(text, _Backend(m, None, CHARS, "tiny"), max_chars=5).sample.text.split("\n") == stacked.text.split("\n")
     # Graves' networks are recurrent: no context limit beyond the text's
     from handwriting.models.graves import GravesConfig, SynthesisNetwork
 
@@ -333,3 +346,25 @@ def test_a_dense_prime_is_thinned_to_the_models_point_density():
     np.testing.assert_allclose(S.to_absolute(thin)[-1], S.to_absolute(dense)[-1], atol=1e-5)  # same shape, same end
     sparse = dense[::4].copy()
     assert match_point_density(sparse, "abcd", model) is sparse  # already sparse enough: untouched
+
+
+def test_line_pieces_and_join_pieces():
+    from handwriting.generate import join_pieces, line_pieces
+
+    assert line_pieces("ab ba abba", 20) == (["ab ba abba"], [])
+    assert line_pieces("ab ba abba", 5) == (["ab ba", "abba"], [True])
+    assert line_pieces("abbaabba ab", 4) == (["abba", "abba", "ab"], [False, True])  # a cut word: no space
+    assert line_pieces("", 4) == ([], [])
+    # two pieces 2 and 3 wide over 1 + 2 characters: a space is 5/3 wide; the second piece's baseline (10th
+    # percentile of y) is 1 lower, so it moves up by 1
+    a = to_offsets(np.array([[0, 0, 0], [1, 0, 0], [2, 1, 1]], np.float32))
+    b = to_offsets(np.array([[10, -1, 0], [13, -1, 0], [12, 2, 1]], np.float32))
+    joined = to_absolute(join_pieces([a, b], ["a", "bb"]))
+    s = 5 / 3
+    np.testing.assert_allclose(joined[:, :2], [[0, 0], [1, 0], [2, 1], [2 + s, 0], [5 + s, 0], [4 + s, 3]], atol=1e-5)
+    assert joined[:, 2].tolist() == [0, 0, 1, 0, 0, 1]
+    cut = to_absolute(join_pieces([a, b], ["a", "bb"], gaps=[False]))
+    assert cut[3, 0] == pytest.approx(2 + s / 5)  # a fifth of a space where a word was cut
+    with pytest.raises(DataError, match="no pieces"):
+        join_pieces([])
+
