@@ -657,32 +657,43 @@ class Panel:
         t0 = time.perf_counter()
         backend = self._models.resolve(state.model)
         style = self._styles.get(state.style, NO_STYLE)
-        max_chars = state.max_chars
-        if _is_module(backend):  # the transformers write no more than fits into their context
+        piece_chars = state.max_chars
+        if _is_module(backend):  # the transformers write no more than fits into their context: in pieces
             from .generate import default_line_chars
 
             prime = None if style.prime is None else (style.prime.offsets, style.prime.text)
-            max_chars = min(max_chars, default_line_chars(backend, prime))
-        lines = wrap_text(state.text, max_chars)
+            piece_chars = min(piece_chars, default_line_chars(backend, prime))
+        lines = wrap_text(state.text, state.max_chars)
         if not lines:
             raise HandwritingError("nothing to write: type some text")
-        samples: list[Sample] = []
-        phis: list[np.ndarray | None] = []
-        labels: list[str] = []
+        from .generate import join_pieces, line_pieces
+
+        planned = [line_pieces(ln, piece_chars) for ln in lines]
+        todo = [(i, p) for i, (ps, _) in enumerate(planned) for p in ps]
+        done: list[list[tuple[Sample, np.ndarray | None, str]]] = [[] for _ in lines]
         step = self.batch_lines
-        for start in range(0, len(lines), step):
+        for start in range(0, len(todo), step):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             if progress is not None:
-                progress(start, len(lines))
-            batch = lines[start : start + step]
-            for s, phi, label in _generate_batch(backend, batch, state.bias, style, state.seed + start,
-                                                 state.show_attention):
-                samples.append(s)
-                phis.append(phi)
-                labels.append(label)
+                progress(start, len(todo))
+            batch = todo[start : start + step]
+            for (i, _), got in zip(batch, _generate_batch(backend, [p for _, p in batch], state.bias, style,
+                                                          state.seed + start, state.show_attention)):
+                done[i].append(got)
         if progress is not None:
-            progress(len(lines), len(lines))
+            progress(len(todo), len(todo))
+        samples: list[Sample] = []
+        phis: list[np.ndarray | None] = []
+        labels: list[str] = []
+        for line, (pieces, gaps), parts in zip(lines, planned, done):
+            s, phi, label = parts[0]  # a line written in pieces shows the first piece's attention
+            if len(parts) > 1:
+                s = Sample(join_pieces([q.offsets for q, _, _ in parts], pieces, gaps), text=line, writer=s.writer,
+                           source=s.source)
+            samples.append(s)
+            phis.append(phi)
+            labels.append(label)
         return PanelResult(samples, phis, labels, state.generation_key(), time.perf_counter() - t0)
 
     def regenerate(self) -> PanelResult:

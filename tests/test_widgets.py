@@ -314,16 +314,23 @@ def test_model_picker_lists_writers_only_with_the_default_model_first(monkeypatc
     assert widgets._pretrained_names() == [pretrained.DEFAULT_MODEL, "cursive-transformer-bigbank"]
 
 
-def test_a_transformer_gets_lines_that_fit_its_context():
-    """The panel's 40-character lines would overrun the shipped cursive transformer's 600-token context;
-    it wraps shorter for such a model (see generate.default_line_chars)."""
-    from handwriting.generate import default_line_chars
+def test_a_transformer_writes_long_lines_in_pieces_that_fit_its_context(monkeypatch):
+    """The panel's 40-character lines would overrun the shipped cursive transformer's 600-token context:
+    such a model writes each line in pieces that fit (see generate.default_line_chars), joined into the line."""
+    from handwriting import widgets
+    from handwriting.generate import default_line_chars, line_pieces
     from handwriting.pretrained import load_pretrained
 
     m = load_pretrained("cursive-transformer-bigbank")
     limit = default_line_chars(m)
     assert 8 <= limit < 40
+    asked = []
+    real = widgets._generate_batch
+    monkeypatch.setattr(widgets, "_generate_batch", lambda b, lines, *a: asked.extend(lines) or real(b, lines, *a))
     p = make(m, text="short", max_chars=40)
+    asked.clear()
     p.text.value = "the quick brown fox jumps"
-    lines = [ln.text for ln in p.result.lines]
-    assert lines == wrap_text("the quick brown fox jumps", limit) and len(lines) > 1
+    pieces = line_pieces("the quick brown fox jumps", limit)[0]
+    assert asked == pieces and len(pieces) > 1 and all(len(x) <= limit for x in pieces)
+    assert [ln.text for ln in p.result.lines] == ["the quick brown fox jumps"]  # one line on the page
+    assert int(p.result.lines[0].offsets[:, 2].sum()) >= len(pieces)  # the pen lifts at least between pieces
