@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import DataError, HandwritingError
-from .strokes import Normalizer, Sample, check_offsets, downsample, to_absolute, to_offsets
+from .strokes import Normalizer, Sample, align, check_offsets, downsample, to_absolute, to_offsets
 
 __all__ = ["Written", "write", "resolve_model", "wrap_text", "line_pieces", "join_pieces", "layout_lines", "configure", "run",
            "EPILOG"]
@@ -180,28 +180,28 @@ def layout_lines(lines: Sequence[np.ndarray | None], line_gap: float = 0.6) -> n
 
 
 def join_pieces(pieces: Sequence[np.ndarray], texts: Sequence[str] | None = None,
-                gaps: Sequence[bool] | None = None) -> np.ndarray:
-    """Parts of one line, written one after another by a model whose context holds only a few words, joined
-    into that line: each piece starts a space to the right of the previous one's rightmost point (a fifth
-    of a space where ``gaps`` says a word was cut there), with its baseline (10th percentile of y) on the
-    first piece's.  A space is as wide as the pieces' mean width per character (from ``texts``; a third of
-    their median height without them)."""
+                gaps: Sequence[bool] | None = None, space: float = 0.8) -> np.ndarray:
+    """Parts of one line, written one after another (by a model whose context holds only a few words, or
+    that drifts on lines longer than it was trained on), joined into that line.  Each piece is turned so
+    that its baseline is level (:func:`~handwriting.strokes.align` without the slant step: a piece written
+    in one go tends to climb or sink), its middle height (median y) is put on the first piece's, and it
+    starts ``space`` mean character widths (from ``texts``; a third of the median height without them) to
+    the right of the previous piece — a fifth of that where ``gaps`` says a word was cut there."""
     arrays = [check_offsets(a, f"piece {i}") for i, a in enumerate(pieces)]
     if not arrays:
         raise DataError("join_pieces: no pieces to join")
-    points = [to_absolute(a) for a in arrays]
+    points = [to_absolute(align(a, slant=False)) for a in arrays]
     widths = [float(np.ptp(p[:, 0])) for p in points]
-    space = sum(widths) / sum(map(len, texts)) if texts is not None and sum(map(len, texts)) > 0 else 0.0
-    if not space > 0:
-        space = float(np.median([np.ptp(p[:, 1]) for p in points])) / 3 or 1.0
-    out, right, base = [], 0.0, None
+    width = sum(widths) / sum(map(len, texts)) if texts is not None and sum(map(len, texts)) > 0 else 0.0
+    if not width > 0:
+        width = float(np.median([np.ptp(p[:, 1]) for p in points])) / 3 or 1.0
+    out, right, middle = [], 0.0, None
     for k, p in enumerate(points):
-        p = p.copy()
-        b = float(np.percentile(p[:, 1], 10))
-        base = b if base is None else base
-        gap = space if gaps is None or k == 0 or gaps[k - 1] else space / 5
+        m = float(np.median(p[:, 1]))
+        middle = m if middle is None else middle
+        gap = space * width * (1.0 if gaps is None or k == 0 or gaps[k - 1] else 0.2)
         p[:, 0] += (right + gap if out else 0.0) - p[:, 0].min()
-        p[:, 1] += base - b
+        p[:, 1] += middle - m
         right = float(p[:, 0].max())
         out.append(p)
     return to_offsets(np.vstack(out)).astype(np.float32)
@@ -260,16 +260,40 @@ def model_points_per_char(model) -> float | None:
     return None
 
 
+#: 90th percentile of the length of bigbank's words (characters; mean 5.3): the longest lines a model trained on
+#: lines stitched from up to N bigbank words saw often hold about N × 8 characters and N - 1 spaces.
+BIGBANK_WORD_CHARS_P90 = 8
+
+
+def trained_line_chars(model) -> int | None:
+    """About the longest line the model was trained on, if known: for lines stitched from at most N bigbank
+    words (``--words-per-line``), N words of bigbank's 90th-percentile length with spaces between (26 for
+    N = 3; 99% of such training lines are at most 25 characters).  Longer lines drift and lose letters: 48
+    lines of 38–50 held-out characters written by the shipped Graves network read at 40.1 / 32.8 / 30.2% CER
+    (bias 0.5 / 1 / 2) when written whole, 34.6 / 29.1 / 26.0% in pieces of at most 26 characters joined
+    (``python scripts/long_lines.py``)."""
+    training = (getattr(model, "meta", None) or {}).get("training") or {}
+    words = training.get("words_per_line")
+    if training.get("data") != "bigbank" or not words:
+        return None
+    most = int(words[-1] if isinstance(words, (list, tuple)) else str(words).split("-")[-1])
+    return most * (BIGBANK_WORD_CHARS_P90 + 1) - 1
+
+
 def default_line_chars(model, prime: tuple[np.ndarray, str] | None = None) -> int:
-    """The longest line ``write`` gives the model in one piece: its text length, and for the transformers
-    no more than fits in their context — ``block_size`` positions (two tokens or one position per point) at
-    the training data's points per character, with 30% to spare for slower writing, less what a priming
-    sample takes.  Recurrent networks (Graves') have no context limit."""
+    """The longest line ``write`` gives the model in one piece: its text length, no longer than the lines it
+    was trained on (:func:`trained_line_chars`), and for the transformers no more than fits in their
+    context — ``block_size`` positions (two tokens or one position per point) at the training data's points
+    per character, with 30% to spare — less what a priming sample takes (of the training line length, no
+    more than half).  Longer lines are written in pieces and joined (:func:`join_pieces`)."""
     cfg = getattr(model, "config", None)
     n = int(getattr(cfg, "text_len", 0) or DEFAULT_MAX_LINE_CHARS)
+    primed = 0 if prime is None else len(prime[1]) + 1  # the prime's text and a space share the text context
+    n -= primed
+    trained = trained_line_chars(model)
+    if trained:  # a soft limit: with a long prime, still pieces of at least half a training line
+        n = min(n, max(trained - primed, trained // 2))
     block, ppc = getattr(cfg, "block_size", None), model_points_per_char(model)
-    if prime is not None:
-        n -= len(prime[1]) + 1  # the prime's text and a space go into the same text context
     if block and ppc:
         per_point = 2 if _kind(model) == "tokens" else 1
         room = block - (per_point * len(prime[0]) if prime is not None else 0)

@@ -11,7 +11,7 @@ import torch
 
 from handwriting import checkpoint as ckpt
 from handwriting.errors import DataError
-from handwriting.strokes import Normalizer, Sample, to_absolute, to_offsets
+from handwriting.strokes import Normalizer, Sample, align, to_absolute, to_offsets
 
 graves = pytest.importorskip("handwriting.models.graves", reason="handwriting.models.graves is not available yet")
 torch_data = pytest.importorskip("handwriting.datasets.torch_data", reason="the data layer is not available yet")
@@ -215,27 +215,45 @@ def test_transformer_lines_are_wrapped_to_what_fits_in_its_context():
     assert default_line_chars(m, prime) == int(44 / 10.4)
     text = "ab ba abba ab baba"
     w = write(text, model=m, seed=0, max_steps=12)
-    # written in pieces that fit, joined into one line: each piece keeps its shape, one space to the right
+    # written in pieces that fit, joined into one line: each piece keeps its shape (turned level), middles
+    # on one height, each piece to the right of the previous one
     assert [ln.text for ln in w.lines] == ["ab ba", "abba", "ab", "baba"] and w.text == text
-    pts, start, right = to_absolute(w.offsets), 0, None
+    pts, start, right, middles = to_absolute(w.offsets), 0, None, []
     for piece in w.lines:
         own, mine = to_absolute(piece.offsets), pts[start : start + len(piece.offsets)]
-        shift = mine[0, :2] - own[0, :2]
-        np.testing.assert_allclose(mine[:, :2], own[:, :2] + shift, atol=1e-4)
+        steps = lambda p: np.linalg.norm(np.diff(p[:, :2], axis=0), axis=1)  # noqa: E731
+        np.testing.assert_allclose(steps(mine), steps(own), atol=1e-4)  # turned and moved, not distorted
+        level = to_absolute(align(piece.offsets, slant=False))  # turned by the least-squares baseline
+        np.testing.assert_allclose(mine[:, :2] - mine[0, :2], level[:, :2] - level[0, :2], atol=1e-4)
         assert mine[-1, 2] == 1  # the pen lifts between pieces
         if right is not None:
             assert mine[:, 0].min() > right
         right, start = mine[:, 0].max(), start + len(piece.offsets)
+        middles.append(np.median(mine[:, 1]))
+    np.testing.assert_allclose(middles, middles[0], atol=1e-4)
     assert [ln.text for ln in write(text, model=m, seed=0, max_steps=4, max_line_chars=20).lines] == [text]
     stacked = write(text, model=m, seed=0, max_steps=4, line_width=5)
     assert stacked.text.split("\n") == ["ab ba", "abba", "ab", "baba"] == [ln.text for ln in stacked.lines]
     page = write_page(text, _Backend(m, None, CHARS, "tiny"), max_chars=50)
     assert page.sample.text == text and len(page.lines) == 1
     assert write_page(text, _Backend(m, None, CHARS, "tiny"), max_chars=5).sample.text.split("\n") == stacked.text.split("\n")
-    # Graves' networks are recurrent: no context limit beyond the text's
+    # Graves' networks are recurrent: no context limit beyond the text's, but no longer than the lines they
+    # were trained on (lines stitched from at most 3 bigbank words: 3 words of 8 characters and 2 spaces)
+    from handwriting.generate import trained_line_chars
     from handwriting.models.graves import GravesConfig, SynthesisNetwork
 
-    assert default_line_chars(SynthesisNetwork(GravesConfig(alphabet_size=5, hidden=8, layers=1))) == 50
+    g = SynthesisNetwork(GravesConfig(alphabet_size=5, hidden=8, layers=1))
+    assert default_line_chars(g) == 50 and trained_line_chars(g) is None
+    g.meta = {"training": {"data": "bigbank", "words_per_line": [1, 3]}}
+    assert trained_line_chars(g) == 26 and default_line_chars(g) == 26
+    assert default_line_chars(g, (np.zeros((40, 3), np.float32), "prime")) == 26 - 6  # the prime shares the text
+    assert default_line_chars(g, (np.zeros((40, 3), np.float32), "a much longer prime")) == 13  # half, at least
+    g.meta = {"training": {"data": "bigbank", "words_per_line": "1-2"}}
+    assert default_line_chars(g) == 17
+    g.meta = {"training": {"data": "synthetic", "words_per_line": [1, 3]}}  # other words: unknown lengths
+    assert default_line_chars(g) == 50
+    assert [ln.text for ln in write("ab ba abba ab baba ab", model=m, seed=0, max_steps=4, max_line_chars=10).lines] == [
+        "ab ba abba", "ab baba ab"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -355,16 +373,19 @@ def test_line_pieces_and_join_pieces():
     assert line_pieces("ab ba abba", 5) == (["ab ba", "abba"], [True])
     assert line_pieces("abbaabba ab", 4) == (["abba", "abba", "ab"], [False, True])  # a cut word: no space
     assert line_pieces("", 4) == ([], [])
-    # two pieces 2 and 3 wide over 1 + 2 characters: a space is 5/3 wide; the second piece's baseline (10th
-    # percentile of y) is 1 lower, so it moves up by 1
-    a = to_offsets(np.array([[0, 0, 0], [1, 0, 0], [2, 1, 1]], np.float32))
-    b = to_offsets(np.array([[10, -1, 0], [13, -1, 0], [12, 2, 1]], np.float32))
+    # two level pieces (their least-squares lines are flat), 2 and 4 wide over 1 + 2 characters: a character is 2
+    # wide, so the gap is 0.8 * 2; the second piece's middle (median y) is 0.5 lower, so it moves up by 0.5
+    a = to_offsets(np.array([[0, 0, 0], [1, 1, 0], [2, 0, 1]], np.float32))
+    b = to_offsets(np.array([[10, -1, 0], [11, 0, 0], [13, 0, 0], [14, -1, 1]], np.float32))
     joined = to_absolute(join_pieces([a, b], ["a", "bb"]))
-    s = 5 / 3
-    np.testing.assert_allclose(joined[:, :2], [[0, 0], [1, 0], [2, 1], [2 + s, 0], [5 + s, 0], [4 + s, 3]], atol=1e-5)
-    assert joined[:, 2].tolist() == [0, 0, 1, 0, 0, 1]
+    g = 0.8 * 2
+    np.testing.assert_allclose(joined[:, :2], [[0, 0], [1, 1], [2, 0], [2 + g, -0.5], [3 + g, 0.5], [5 + g, 0.5], [6 + g, -0.5]],
+                               atol=1e-5)
+    assert joined[:, 2].tolist() == [0, 0, 1, 0, 0, 0, 1]
     cut = to_absolute(join_pieces([a, b], ["a", "bb"], gaps=[False]))
-    assert cut[3, 0] == pytest.approx(2 + s / 5)  # a fifth of a space where a word was cut
+    assert cut[3, 0] == pytest.approx(2 + g / 5)  # a fifth of the gap where a word was cut
+    tilted = to_absolute(join_pieces([to_offsets(np.array([[0, 0, 0], [4, 2, 1]], np.float32)), b], ["a", "bb"]))
+    np.testing.assert_allclose(tilted[1, :2] - tilted[0, :2], [np.hypot(4, 2), 0], atol=1e-5)  # turned level
     with pytest.raises(DataError, match="no pieces"):
         join_pieces([])
 
