@@ -9,9 +9,9 @@ development machine.
 
 :func:`keep_freed_memory` asks glibc (``mallopt``) to serve large blocks from its heap too and to keep freed
 memory instead of trimming it, so later steps reuse pages that are already mapped.  Measured on that machine
-(same process, medians): our Graves training step 2.79 → 1.95 s, pywritesmooth's unchanged; the transformer
-step 2.9 → 2.6 s and the reference-style transformer, whose ``T × T`` score matrices are the largest
-allocations of all, 19 → 9.8 s.  The cost: the process keeps its peak memory until it exits (the same as
+(benchmarks/README.md): our Graves training step 2.4–2.7 → 1.7–2.0 s (290,000 → 18,000 page faults per step),
+pywritesmooth's about unchanged; our transformer step 2.96 → 2.23 s, and the reference-style transformer,
+whose ``T × T`` score tensors are the largest allocations of all, 19.1 → 5.75 s.  The cost: the process keeps its peak memory until it exits (the same as
 jemalloc's or tcmalloc's usual configuration, which ``LD_PRELOAD`` users already get).
 
 ``handwriting train`` and ``handwriting bench`` call it (the benchmarks for every contender alike, in one
