@@ -28,8 +28,8 @@ import numpy as np
 from .errors import DataError, HandwritingError
 from .strokes import Normalizer, Sample, align, check_offsets, downsample, to_absolute, to_offsets
 
-__all__ = ["Written", "write", "resolve_model", "wrap_text", "line_pieces", "join_pieces", "layout_lines", "configure", "run",
-           "EPILOG"]
+__all__ = ["Written", "write", "resolve_model", "wrap_text", "line_pieces", "join_pieces", "assemble_lines",
+           "layout_lines", "configure", "run", "EPILOG"]
 
 DEFAULT_MAX_LINE_CHARS = 50
 
@@ -221,6 +221,19 @@ def line_pieces(line: str, piece_chars: int) -> tuple[list[str], list[bool]]:
         pos = line.index(p, pos) + len(p)
         gaps.append(pos < len(line) and line[pos] == " ")
     return pieces, gaps
+
+
+def assemble_lines(planned: Sequence[tuple[list[str], list[bool]]],
+                   pieces: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+    """Lines from their written pieces: ``planned`` holds :func:`line_pieces` of every line, ``pieces`` the
+    offsets of all those pieces in order.  A blank line gives ``None``, a line of one piece that piece, a
+    longer one its pieces joined (:func:`join_pieces`)."""
+    it = iter(pieces)
+    out: list[np.ndarray | None] = []
+    for names, gaps in planned:
+        got = [next(it) for _ in names]
+        out.append(None if not got else got[0] if len(got) == 1 else join_pieces(got, names, gaps))
+    return out
 
 
 def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
@@ -484,6 +497,9 @@ def write(
         prime_parts = (match_point_density(off, ptext, m), ptext)
     if line_width is None:
         line_width = max_line_chars if max_line_chars is not None else DEFAULT_MAX_LINE_CHARS
+    if line_width < 1 or (max_line_chars is not None and max_line_chars < 1):
+        raise DataError(f"write: line_width (characters per written line, --line-width) and max_line_chars "
+                        f"(--max-line-chars) must be at least 1, got {line_width} and {max_line_chars}")
     if max_line_chars is None:
         max_line_chars = min(line_width, default_line_chars(m, prime_parts))
     lines = wrap_text(text, line_width)
@@ -492,7 +508,6 @@ def write(
     lines = _check_chars(lines, alphabet, unknown)
     planned = [line_pieces(ln, max_line_chars) for ln in lines]
     pieces = [p for ps, _ in planned for p in ps]
-    owner = [i for i, (ps, _) in enumerate(planned) for _ in ps]  # the line of every piece
     biases = [float(b) for b in bias] if isinstance(bias, (list, tuple, np.ndarray)) else None
     if biases is not None:
         if samples not in (1, len(biases)):
@@ -526,13 +541,7 @@ def write(
     per = len(pieces)
     for s in range(n):
         mine = seqs[s * per : (s + 1) * per]
-        slots: list[np.ndarray | None] = [None] * len(lines)
-        for i, (ps, gaps) in enumerate(planned):
-            done = [o for o, k in zip(mine, owner) if k == i]
-            if len(done) == 1:
-                slots[i] = done[0]
-            elif done:
-                slots[i] = join_pieces(done, ps, gaps)
+        slots = assemble_lines(planned, mine)
         line_samples = [Sample(o, text=p, source="generated") for o, p in zip(mine, pieces)]
         out.append(
             Written(

@@ -179,29 +179,26 @@ def write_page(
     progress: Callable[[int], None] | None = None,
 ) -> Page:
     """Wrap ``text``, write its lines in batches (``progress(n_lines_done)`` after each) and lay them out.
-    A line longer than a transformer's context holds is written in pieces, joined side by side."""
-    from .generate import default_line_chars, join_pieces, layout_lines, line_pieces, wrap_text
+    A line longer than the model writes in one go (:func:`~handwriting.generate.default_line_chars`) is
+    written in pieces, joined side by side."""
+    from .generate import assemble_lines, default_line_chars, layout_lines, line_pieces, wrap_text
 
     piece_chars = max_chars
-    if backend.model is not None:  # the transformers write no more than fits into their context
+    if backend.model is not None:  # no more than fits the model's context or its training lines
         piece_chars = min(max_chars, default_line_chars(backend.model, None if prime is None else (prime.offsets, prime.text)))
     lines = wrap_text(text, max_chars)
     planned = [line_pieces(ln, piece_chars) for ln in lines]
     todo = [(i, p) for i, (ps, _) in enumerate(planned) for p in ps]
     if not todo:
         raise DataError("no text to write")
-    written: list[list[np.ndarray]] = [[] for _ in lines]
+    written: list[np.ndarray] = []
     last = {i: k for k, (i, _) in enumerate(todo)}  # the index of every line's last piece
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        for (i, _), s in zip(chunk, _write_batch(backend, [p for _, p in chunk], bias, prime, seed + start)):
-            written[i].append(s.offsets)
+        written += [s.offsets for s in _write_batch(backend, [p for _, p in chunk], bias, prime, seed + start)]
         if progress is not None:
             progress(sum(last[i] == start + k for k, (i, _) in enumerate(chunk)))  # lines finished
-    out: list[np.ndarray | None] = [
-        None if not w else w[0] if len(w) == 1 else join_pieces(w, planned[i][0], planned[i][1])
-        for i, w in enumerate(written)
-    ]
+    out = assemble_lines(planned, written)
     offsets = layout_lines(out, line_gap)
     heights = [float(np.ptp(np.cumsum(o[:, 1]))) for o in out if o is not None]
     heights = [h for h in heights if h > 0]

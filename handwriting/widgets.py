@@ -658,7 +658,7 @@ class Panel:
         backend = self._models.resolve(state.model)
         style = self._styles.get(state.style, NO_STYLE)
         piece_chars = state.max_chars
-        if _is_module(backend):  # the transformers write no more than fits into their context: in pieces
+        if _is_module(backend):  # a model writes no more than its context or training lines hold: in pieces
             from .generate import default_line_chars
 
             prime = None if style.prime is None else (style.prime.offsets, style.prime.text)
@@ -666,31 +666,29 @@ class Panel:
         lines = wrap_text(state.text, state.max_chars)
         if not lines:
             raise HandwritingError("nothing to write: type some text")
-        from .generate import join_pieces, line_pieces
+        from .generate import assemble_lines, line_pieces
 
         planned = [line_pieces(ln, piece_chars) for ln in lines]
         todo = [(i, p) for i, (ps, _) in enumerate(planned) for p in ps]
-        done: list[list[tuple[Sample, np.ndarray | None, str]]] = [[] for _ in lines]
+        done: list[tuple[Sample, np.ndarray | None, str]] = []
         step = self.batch_lines
         for start in range(0, len(todo), step):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             if progress is not None:
                 progress(start, len(todo))
-            batch = todo[start : start + step]
-            for (i, _), got in zip(batch, _generate_batch(backend, [p for _, p in batch], state.bias, style,
-                                                          state.seed + start, state.show_attention)):
-                done[i].append(got)
+            done += _generate_batch(backend, [p for _, p in todo[start : start + step]], state.bias, style,
+                                    state.seed + start, state.show_attention)
         if progress is not None:
             progress(len(todo), len(todo))
+        joined = assemble_lines(planned, [s.offsets for s, _, _ in done])
+        firsts = [done[k] for k, (i, _) in enumerate(todo) if k == 0 or todo[k - 1][0] != i]  # each line's first piece
         samples: list[Sample] = []
         phis: list[np.ndarray | None] = []
         labels: list[str] = []
-        for line, (pieces, gaps), parts in zip(lines, planned, done):
-            s, phi, label = parts[0]  # a line written in pieces shows the first piece's attention
-            if len(parts) > 1:
-                s = Sample(join_pieces([q.offsets for q, _, _ in parts], pieces, gaps), text=line, writer=s.writer,
-                           source=s.source)
+        for line, offsets, (s, phi, label) in zip(lines, joined, firsts):  # a line shows its first piece's attention
+            if offsets is not s.offsets:
+                s = Sample(offsets, text=line, writer=s.writer, source=s.source)
             samples.append(s)
             phis.append(phi)
             labels.append(label)

@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from handwriting import evaluate
-from handwriting.generate import default_line_chars, join_pieces, line_pieces, resolve_model, write
+from handwriting.generate import assemble_lines, default_line_chars, line_pieces, resolve_model, write
 from handwriting.strokes import Sample
 
 
@@ -41,11 +41,8 @@ def written(model, texts: list[str], bias: float, piece_chars: int, batch: int =
     for k in range(0, len(texts), batch):
         chunk = texts[k : k + batch]
         w = write("\n".join(chunk), model=model, bias=bias, seed=k, max_line_chars=piece_chars, line_width=100)
-        pieces = iter(w.lines)
-        for t in chunk:
-            names, gaps = line_pieces(t, piece_chars)
-            got = [next(pieces).offsets for _ in names]
-            out.append(Sample(got[0] if len(got) == 1 else join_pieces(got, names, gaps), text=t))
+        lines = assemble_lines([line_pieces(t, piece_chars) for t in chunk], [s.offsets for s in w.lines])
+        out += [Sample(o, text=t) for o, t in zip(lines, chunk)]
     return out
 
 

@@ -389,3 +389,9 @@ def test_line_pieces_and_join_pieces():
     with pytest.raises(DataError, match="no pieces"):
         join_pieces([])
 
+
+def test_line_lengths_below_one_are_refused(model):
+    for kw in (dict(line_width=0), dict(max_line_chars=0), dict(max_line_chars=-3, line_width=20)):
+        with pytest.raises(DataError, match="line_width .* --line-width.* must be at least 1"):
+            write("hello", model=model, **kw)
+
