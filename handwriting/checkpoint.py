@@ -1,20 +1,25 @@
 """Checkpoints without pickle: model weights in safetensors, everything else in JSON.
 
-Two kinds of file, both written atomically (:func:`handwriting._io.atomic_write`):
+Two kinds of file, both written atomically (never half a file, never half a pair):
 
 **Model** — ``<stem>.safetensors`` (the weights, optionally stored in bf16/fp16) plus a JSON sidecar
 ``<stem>.json`` holding the model class name, its dataclass config, the alphabet, the stroke
 normaliser, the tokenizer (when the model has one), training metadata (command line, data checksum, git
 commit, steps, wall time, hardware), validation metrics and the SHA-256 of the weights file.  The same
 description (minus the checksum) is also embedded in the safetensors header, so a weights file on its own
-still says what it is.  :func:`save_model` writes them; :func:`load_model` rebuilds the model, refusing a
-weights file whose checksum does not match its sidecar.
+still says what it is.  :func:`save_model` writes the two as a pair (both or neither: see
+:func:`_write_together`); :func:`load_model` rebuilds the model, refusing a weights file whose checksum does
+not match its sidecar.  A description is checked field by field against the model's config dataclass, and
+the model it describes is sized on the meta device, before anything is allocated (:data:`MAX_SIZE`,
+:data:`MAX_LAYERS`, :data:`MAX_ELEMENTS`): a damaged or hand-edited ``.json`` gets an error naming the
+file, the field and the value, never a traceback or a 600 GB allocation.
 
 **Training state** (for an exact resume) — one ``.safetensors`` file whose tensors are the model weights,
 the optimizer state flattened to named tensors and the RNG states, and whose header metadata holds the rest
 as JSON (optimizer hyper-parameters, scheduler state, data-sampler position, step, epoch, best metric, the
-training config).  One file, so it is replaced atomically as a whole: a crash never pairs new weights with
-an old optimizer.  See :func:`save_training_state`, :func:`load_training_state`.
+training config), with a SHA-256 of both that :func:`load_training_state` verifies.  One file, so it is
+replaced atomically as a whole: a crash never pairs new weights with an old optimizer.  See
+:func:`save_training_state`, :func:`load_training_state`.
 
 Nothing here unpickles anything, so opening a checkpoint from someone else cannot run code.  Model classes
 are looked up in a registry of names (:data:`MODEL_REGISTRY`, extended with :func:`register_model`), never
@@ -32,7 +37,10 @@ import os
 import platform
 import random
 import subprocess
+import tempfile
+import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +48,7 @@ import numpy as np
 import torch
 
 from ._io import atomic_write
-from .errors import HandwritingError
+from .errors import DataError, HandwritingError, OutputError
 
 __all__ = [
     "CheckpointError",
@@ -62,11 +70,27 @@ __all__ = [
     "load_training_state",
     "git_commit",
     "hardware_info",
+    "portable_path",
+    "MAX_SIZE",
+    "MAX_LAYERS",
+    "MAX_ELEMENTS",
 ]
 
 FORMAT = "handwriting.model"
 STATE_FORMAT = "handwriting.training-state"
 FORMAT_VERSION = 1
+
+# What a description may ask for, checked before anything is allocated, so that a damaged or hostile .json
+# cannot make load_model allocate gigabytes.  Every int in a model config is a size or a count: the largest
+# in this project's models is ~1,200 (block_size), so 65,536 leaves room for big vocabularies.
+MAX_SIZE = 1 << 16
+# Layer counts (config fields named *layer*/*depth*) and per-layer lists: even on the meta device, building
+# a module per layer takes seconds per thousand layers; the models here have at most 4.
+MAX_LAYERS = 256
+# Parameters + buffers of the model a config describes: 2e9 elements is 8 GB in fp32.
+MAX_ELEMENTS = 2_000_000_000
+
+_FIX = "restore the original file (shipped models: `git checkout -- data/pretrained`) or save the model again"
 
 
 class CheckpointError(HandwritingError):
@@ -156,38 +180,94 @@ def config_to_dict(config: Any) -> dict:
     return _jsonable(config)
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return config_from_dict(hint, value)
-    if origin is tuple and isinstance(value, list):
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0]) for v in value)
-        if args and len(args) == len(value):
-            return tuple(_coerce(v, a) for v, a in zip(value, args))
-        return tuple(value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+class _Mismatch(Exception):
+    """A JSON value that is not of a config field's type; ``args[0]`` says what was expected."""
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)  # as the file spells it
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_nested_ints(value: Any) -> None:
+    """Ints anywhere inside a dict/list (a tokenizer's settings) are sizes too: refuse absurd ones."""
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_nested_ints(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_nested_ints(v)
+    elif type(value) is int and abs(value) > MAX_SIZE:
+        raise _Mismatch(f"a value whose numbers are at most {MAX_SIZE} (found {value})")
+
+
+def _convert(value: Any, hint: Any, name: str, label: str) -> Any:
+    """``value`` (as read from JSON) as a value of type ``hint``, or :class:`_Mismatch`; ``name`` is the
+    field's name (for its limit), ``label`` its path in the file (for a nested config's messages)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is None or hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        wanted = []
         for a in args:
             if a is type(None):
+                wanted.append("null")
                 continue
-            if dataclasses.is_dataclass(a) and isinstance(value, dict):
-                return config_from_dict(a, value)
-            if typing.get_origin(a) is tuple and isinstance(value, list):
-                return _coerce(value, a)
+            try:
+                return _convert(value, a, name, label)
+            except _Mismatch as exc:
+                wanted.append(exc.args[0])
+        raise _Mismatch(" or ".join(wanted))
+    if hint is bool:
+        if type(value) is not bool:
+            raise _Mismatch("true or false")
         return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+    if hint is int:
+        cap = MAX_LAYERS if ("layer" in name or "depth" in name) else MAX_SIZE
+        if type(value) is not int or not 0 <= value <= cap:  # bool is not an int here
+            raise _Mismatch(f"an integer from 0 to {cap}")
+        return value
+    if hint is float:
+        if type(value) not in (int, float) or not -1e300 < value < 1e300:  # also refuses NaN, inf
+            raise _Mismatch("a finite number")
         return float(value)
-    return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise _Mismatch("a string")
+        return value
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _Mismatch(f"a JSON object ({hint.__name__})")
+        return config_from_dict(hint, value, field=label)
+    if hint in (tuple, list) or origin in (tuple, list):
+        if not isinstance(value, list) or len(value) > MAX_LAYERS:  # per-layer lists: see MAX_LAYERS
+            raise _Mismatch(f"a list of at most {MAX_LAYERS} items")
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[int, int]: fixed length
+            if len(args) != len(value):
+                raise _Mismatch(f"a list of {len(args)} items")
+            item_hints = args
+        else:  # tuple[int, ...], list[int], bare tuple
+            item_hints = [args[0] if args else None] * len(value)
+        items = [_convert(v, h, name, label) for v, h in zip(value, item_hints)]
+        return tuple(items) if tuple in (hint, origin) else items
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch("a JSON object")
+        _check_nested_ints(value)
+        return value
+    return value  # a type JSON cannot hold: left to the dataclass to judge
 
 
-def config_from_dict(cls: type, data: dict) -> Any:
-    """Rebuild dataclass ``cls`` from :func:`config_to_dict` output (lists back to tuples where the field
-    is a tuple; unknown keys are an error, missing keys take the field defaults)."""
+def config_from_dict(cls: type, data: dict, where: str | os.PathLike | None = None, field: str = "model.config") -> Any:
+    """Rebuild dataclass ``cls`` from :func:`config_to_dict` output, checking every value against the
+    field's annotation (ints are sizes: 0..:data:`MAX_SIZE`; floats finite; lists back to tuples).  Unknown
+    keys are an error; missing keys take the field defaults.  Any problem is a :class:`CheckpointError`
+    naming ``where`` (the file), the field, the value and the fix."""
+    at = f"{where}: " if where else ""
     if not isinstance(data, dict):
-        raise CheckpointError(f"config for {cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        raise CheckpointError(f"{at}{field} is {_show(data)}, expected a JSON object ({cls.__name__}); {_FIX}")
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # unresolved forward references: fall back to the defaults' types
@@ -196,21 +276,32 @@ def config_from_dict(cls: type, data: dict) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise CheckpointError(
-            f"config for {cls.__name__} has fields this version does not know: {', '.join(unknown)} "
+            f"{at}{field} ({cls.__name__}) has fields this version does not know: {', '.join(unknown)} "
             "(the checkpoint was written by a newer version of handwriting; upgrade it)"
         )
     kwargs = {}
-    for name, value in data.items():
-        f = fields[name]
+    for name, f in fields.items():
         if not f.init:
             continue
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise CheckpointError(f"{at}{field}.{name} is missing ({cls.__name__} needs it); {_FIX}")
+            continue
         hint = hints.get(name)
-        if hint is None and f.default is not dataclasses.MISSING and isinstance(f.default, tuple):
+        if hint is None and isinstance(f.default, tuple):
             hint = tuple
-        kwargs[name] = _coerce(value, hint) if hint is not None else value
-        if hint is tuple and isinstance(value, list):
-            kwargs[name] = tuple(value)
-    return cls(**kwargs)
+        try:
+            kwargs[name] = _convert(data[name], hint, name, f"{field}.{name}")
+        except CheckpointError as exc:  # from a nested config: add the file
+            raise CheckpointError(f"{at}{exc}") from None
+        except _Mismatch as exc:
+            raise CheckpointError(
+                f"{at}{field}.{name} is {_show(data[name])}, expected {exc.args[0]} ({cls.__name__}.{name}); {_FIX}"
+            ) from None
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError, HandwritingError) as exc:  # the dataclass's own checks (__post_init__)
+        raise CheckpointError(f"{at}{field} is not a valid {cls.__name__}: {exc}; {_FIX}") from exc
 
 
 def _config_class(model_cls: type, meta_model: dict) -> type:
@@ -303,6 +394,18 @@ def hardware_info(device: str | torch.device | None = None) -> dict:
     return info
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """A path to record in a description: relative as given, relative to the working directory when under
+    it, else just the file's name (an absolute path names one machine's folders, meaningless elsewhere)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return p.name
+
+
 # ----------------------------------------------------------------------------------------------------------
 # models
 
@@ -355,6 +458,59 @@ def _describe(obj: Any, kind: str) -> Any:
     raise CheckpointError(f"cannot store {kind} of type {type(obj).__name__} (expected .to_dict())")
 
 
+def _write_together(files: dict[Path, bytes]) -> None:
+    """Write several files as a set, all or none: each goes to a temporary file beside it and is flushed to
+    disk, and only when every one is complete are they renamed into place.  A failure while writing (a full
+    disk) removes the temporaries and leaves the previous files untouched; only a failure between the
+    renames can leave a mixed set, which the caller's checksums then reveal (and the error says so)."""
+    temps: dict[Path, str] = {}
+
+    def discard() -> None:
+        for tmp in temps.values():
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+    names = " and ".join(p.name for p in files)
+    umask = os.umask(0)
+    os.umask(umask)
+    path = next(iter(files))
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temps[path] = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before any rename: a crash cannot leave an empty file in place
+            os.chmod(temps[path], 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+    except BaseException as exc:
+        discard()
+        if isinstance(exc, OSError):
+            raise OutputError(
+                f"{path}: cannot be written ({exc.strerror or exc}); the previous {names} are unchanged. Free "
+                "disk space (or fix the folder's permissions) and save again"
+            ) from exc
+        raise
+    done: list[Path] = []
+    try:
+        for path, tmp in list(temps.items()):
+            os.replace(tmp, path)
+            done.append(path)
+            del temps[path]
+    except BaseException as exc:
+        discard()
+        if isinstance(exc, OSError):
+            mixed = f"{', '.join(p.name for p in done)} replaced but {path.name} not: they no longer belong together"
+            raise OutputError(
+                f"{path}: cannot be replaced ({exc.strerror or exc}); "
+                + (f"{mixed} (loading refuses them)" if done else f"the previous {names} are unchanged")
+                + ". Fix the cause and save again"
+            ) from exc
+        raise
+
+
 def save_model(
     path_stem: str | os.PathLike,
     model: torch.nn.Module,
@@ -398,12 +554,9 @@ def save_model(
         "metrics": _jsonable(extra.pop("metrics", {})),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    try:
-        from . import __version__
+    from . import __version__
 
-        meta["handwriting_version"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
+    meta["handwriting_version"] = __version__
     for k, v in extra.items():
         meta[k] = _jsonable(v)
 
@@ -411,34 +564,93 @@ def save_model(
 
     header = {"format": "pt", "handwriting": json.dumps(meta, sort_keys=True)}
     blob = st_save(tensors, metadata=header)
-    with atomic_write(weights_path, "wb") as f:
-        f.write(blob)
     meta["weights"] = {
         "file": weights_path.name,
         "sha256": hashlib.sha256(blob).hexdigest(),
         "bytes": len(blob),
         "dtype": sorted(stored)[0] if len(stored) == 1 else sorted(stored),
     }
-    with atomic_write(meta_path, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2, sort_keys=False, allow_nan=True)
-        f.write("\n")
+    text = json.dumps(meta, indent=2, sort_keys=False, allow_nan=True) + "\n"
+    # both or neither: best.safetensors must never be replaced without its best.json
+    _write_together({weights_path: blob, meta_path: text.encode("utf-8")})
     return weights_path
 
 
+def _check_meta(meta: Any, where: str | os.PathLike) -> dict:
+    """``meta`` if it is a well-formed model description, else a :class:`CheckpointError` naming ``where``,
+    the field and the fix.  (The config itself is checked against its dataclass by :func:`config_from_dict`.)"""
+
+    def bad(field: str, value: Any, expected: str) -> CheckpointError:
+        return CheckpointError(f"{where}: {field} is {_show(value)}, expected {expected}; {_FIX}")
+
+    if not isinstance(meta, dict):
+        raise bad("the top level", meta, "a JSON object (a model description)")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: not a handwriting model description (format {_show(meta.get('format'))}, expected {FORMAT!r})")
+    version = meta.get("format_version")
+    if type(version) is not int or version < 1:
+        raise bad("format_version", version, f"an integer from 1 to {FORMAT_VERSION}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{where}: written by a newer version of handwriting (format_version {version}); upgrade handwriting")
+    model = meta.get("model")
+    if not isinstance(model, dict):
+        raise bad("model", model, "a JSON object with the model's class and config")
+    if not isinstance(model.get("class"), str) or not model["class"]:
+        raise bad("model.class", model.get("class"), f"a model class name ({', '.join(sorted(MODEL_REGISTRY))})")
+    for key, ok, expected in [
+        ("config", lambda v: isinstance(v, dict), "a JSON object"),
+        ("config_class", lambda v: isinstance(v, str), "a class name"),
+        ("parameters", lambda v: type(v) is int and 0 <= v <= MAX_ELEMENTS, f"an integer from 0 to {MAX_ELEMENTS}"),
+    ]:
+        if model.get(key) is not None and not ok(model[key]):
+            raise bad(f"model.{key}", model[key], expected)
+    chars = meta.get("alphabet")
+    if chars is not None and (not isinstance(chars, str) or not 0 < len(chars) == len(set(chars)) <= MAX_SIZE):
+        raise bad("alphabet", chars, "a string of characters, each once, or null")
+    if meta.get("normalizer") is not None:
+        from .strokes import Normalizer
+
+        try:
+            Normalizer.from_dict(meta["normalizer"])
+        except (DataError, ValueError) as exc:
+            raise bad("normalizer", meta["normalizer"], '{"mean": [mx, my], "std": [sx, sy]} with std > 0, or null') from exc
+    tok = meta.get("tokenizer")
+    if tok is not None:
+        try:
+            if not isinstance(tok, dict) or not isinstance(tok.get("kind"), str):
+                raise _Mismatch("a JSON object with a 'kind'")
+            _check_nested_ints(tok)  # its sizes become numpy arrays when it is rebuilt
+        except _Mismatch as exc:
+            raise bad("tokenizer", tok, f"{exc.args[0]}, or null") from None
+    for key in ("training", "metrics", "weights"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise bad(key, meta[key], "a JSON object")
+    _model_spec(meta, where)  # the class is known and the config fits its dataclass
+    return meta
+
+
+def _model_spec(meta: dict, where: str | os.PathLike) -> tuple[type, Any]:
+    """The model class and its config (``None`` when the description has none) of a checked description."""
+    model = meta["model"]
+    try:
+        cls = model_class(model["class"])
+        cfg_class = _config_class(cls, model) if model.get("config") is not None else None
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where}: model.class: {exc}") from exc
+    return cls, None if cfg_class is None else config_from_dict(cfg_class, model["config"], where)
+
+
 def read_meta(path: str | os.PathLike) -> dict:
-    """The JSON sidecar of a model checkpoint (``path``: stem, ``.safetensors`` or ``.json``)."""
+    """The JSON sidecar of a model checkpoint (``path``: stem, ``.safetensors`` or ``.json``), checked to be
+    a well-formed description (:class:`CheckpointError` naming the file and field if not)."""
     _, meta_path = model_paths(path)
     if not meta_path.is_file():
         raise CheckpointError(f"{meta_path}: no such checkpoint description (expected beside the .safetensors file)")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: not a readable JSON checkpoint description ({exc}); re-save the model") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path}: not a handwriting model description (format {meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{meta_path}: written by a newer version of handwriting (format {meta['format_version']}); upgrade")
-    return meta
+        raise CheckpointError(f"{meta_path}: not a readable JSON checkpoint description ({exc}); {_FIX}") from exc
+    return _check_meta(meta, meta_path)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -458,7 +670,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, header.get("__metadata__", {}) or {}
 
 
-def _attach(model: torch.nn.Module, meta: dict) -> None:
+def _attach(model: torch.nn.Module, meta: dict, where: str | os.PathLike) -> None:
     """Give a loaded model its alphabet, normaliser and tokenizer back as attributes."""
     from .strokes import Normalizer
 
@@ -466,21 +678,53 @@ def _attach(model: torch.nn.Module, meta: dict) -> None:
         model.normalizer = Normalizer.from_dict(meta["normalizer"])
     if meta.get("alphabet") is not None and getattr(model, "alphabet", None) is None:
         chars = meta["alphabet"]
-        try:
-            from .datasets.torch_data import Alphabet
+        from .datasets.torch_data import Alphabet
 
-            model.alphabet = Alphabet(chars)
-        except ImportError:
-            model.alphabet = chars
+        model.alphabet = Alphabet(chars)
     tok = meta.get("tokenizer")
     if tok is not None and getattr(model, "tokenizer", None) is None:
-        try:
-            from .models.tokenizer import tokenizer_from_dict
+        from .models.tokenizer import tokenizer_from_dict
 
+        try:
             model.tokenizer = tokenizer_from_dict(tok)
-        except (ImportError, ValueError, AttributeError):  # AttributeError: a read-only property
+        except AttributeError:  # a read-only property (it comes from the config)
             pass
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{where}: tokenizer {_show(tok)} cannot be rebuilt ({exc}); {_FIX}") from exc
     model.meta = meta
+
+
+def _build(cls: type, cfg: Any, tensors: dict[str, torch.Tensor], where: Path, weights_path: Path) -> torch.nn.Module:
+    """``cls(cfg)``, after building it on the meta device (which allocates nothing) to check that it is of a
+    sane size and that the weights fit it: a config saying ``hidden: 200000`` is refused in milliseconds
+    instead of allocating hundreds of gigabytes."""
+    make = (lambda: cls(cfg)) if cfg is not None else cls
+    try:
+        with torch.device("meta"):
+            probe = make()
+    except (ValueError, TypeError, AssertionError, HandwritingError) as exc:  # the model's own checks
+        raise CheckpointError(f"{where}: model.config is not valid for {cls.__name__}: {exc}; {_FIX}") from exc
+    except Exception:  # a model that cannot be built on the meta device: the field limits must do
+        probe = None
+    if probe is not None:
+        shapes = {k: tuple(t.shape) for k, t in probe.state_dict().items()}
+        n = sum(int(np.prod(s)) for s in shapes.values())
+        if n > MAX_ELEMENTS:
+            raise CheckpointError(
+                f"{where}: model.config describes a {cls.__name__} of {n:,} parameters, more than the "
+                f"{MAX_ELEMENTS:,} a checkpoint may hold; {_FIX}"
+            )
+        stored = {k: tuple(t.shape) for k, t in tensors.items()}
+        if shapes != stored:
+            diff = sorted(k for k in set(shapes) | set(stored) if shapes.get(k) != stored.get(k))
+            detail = ", ".join(f"{k}: {stored.get(k, 'absent')} in the file, {shapes.get(k, 'absent')} for the config"
+                               for k in diff[:3])
+            raise CheckpointError(
+                f"{weights_path}: weights do not fit {cls.__name__}({_show(config_to_dict(cfg)) if cfg is not None else ''}) "
+                f"described by {where.name} ({detail}{', ...' if len(diff) > 3 else ''}); the two files do not belong "
+                "together: restore the matching pair or save the model again"
+            )
+    return make()
 
 
 def load_model(
@@ -494,21 +738,27 @@ def load_model(
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: no such weights file; train a model (`handwriting train ...`) or fix the path")
     if meta_path.is_file():
-        meta = read_meta(meta_path)
+        meta, where = read_meta(meta_path), meta_path
     elif verify:
         raise CheckpointError(
             f"{meta_path}: missing, so the weights in {weights_path.name} cannot be verified; restore the .json "
             "sidecar, or load with verify=False to trust the description inside the weights file"
         )
     else:
-        meta = None
+        meta, where = None, weights_path
     if verify:
         expected = (meta.get("weights") or {}).get("sha256")
+        if not isinstance(expected, str):
+            raise CheckpointError(
+                f"{meta_path}: weights.sha256 is missing, so {weights_path.name} cannot be verified; {_FIX}, "
+                "or load with verify=False"
+            )
         actual = sha256_file(weights_path)
         if expected != actual:
             raise CheckpointError(
-                f"{weights_path}: SHA-256 {actual[:12]}… does not match {meta_path.name} ({str(expected)[:12]}…): "
-                "the weights are corrupt or belong to another checkpoint; download or re-save the model"
+                f"{weights_path}: SHA-256 {actual[:12]}… does not match {meta_path.name} ({expected[:12]}…): "
+                "the weights are corrupt or belong to another checkpoint (as after a save interrupted between "
+                "the two files); download or re-save the model"
             )
     tensors, header = _read_safetensors(weights_path)
     if meta is None:
@@ -516,19 +766,14 @@ def load_model(
             meta = json.loads(header["handwriting"])
         except (KeyError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{weights_path}: no handwriting description in the header; restore the .json sidecar") from exc
-    model_meta = meta.get("model") or {}
-    cls = model_class(str(model_meta.get("class")))
-    cfg_data = model_meta.get("config")
-    if cfg_data is None:
-        model = cls()
-    else:
-        cfg = config_from_dict(_config_class(cls, model_meta), cfg_data)
-        model = cls(cfg)
+        meta = _check_meta(meta, f"{weights_path} (its header)")
+    cls, cfg = _model_spec(meta, where)
+    model = _build(cls, cfg, tensors, Path(where), weights_path)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{weights_path}: weights do not fit {cls.__name__}({model_meta.get('config')}): {exc}") from exc
-    _attach(model, meta)
+        raise CheckpointError(f"{weights_path}: weights do not fit {cls.__name__}({meta['model'].get('config')}): {exc}") from exc
+    _attach(model, meta, where)
     model.to(device)
     model.eval()
     return model, meta
@@ -601,24 +846,37 @@ def set_rng_state(tensors: dict[str, torch.Tensor], rest: dict, prefix: str = "r
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
 
+def _state_digest(tensors: dict[str, torch.Tensor], meta_json: str) -> str:
+    """SHA-256 of a training state: its JSON part as stored, then every tensor's name, dtype, shape and
+    bytes in name order (independent of how safetensors lays the file out)."""
+    h = hashlib.sha256(meta_json.encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # raw bytes of any dtype (bf16 has no numpy type)
+    return h.hexdigest()
+
+
 def save_training_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    """Write one safetensors file holding ``tensors`` with ``meta`` (JSON) in its header, atomically."""
+    """Write one safetensors file holding ``tensors`` with ``meta`` (JSON) in its header and a SHA-256 of
+    both, atomically."""
     from safetensors.torch import save as st_save
 
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")
-    body = {"format": STATE_FORMAT, "format_version": FORMAT_VERSION, **meta}
-    blob = st_save(
-        {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},  # clone: tied weights
-        metadata={"format": "pt", "handwriting": json.dumps(_jsonable(body), allow_nan=True)},
-    )
+    body = json.dumps(_jsonable({"format": STATE_FORMAT, "format_version": FORMAT_VERSION, **meta}), allow_nan=True)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}  # clone: tied weights
+    blob = st_save(tensors, metadata={"format": "pt", "handwriting": body, "sha256": _state_digest(tensors, body)})
     with atomic_write(path, "wb") as f:
         f.write(blob)
     return path
 
 
 def load_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, meta)`` of a state written by :func:`save_training_state` (a directory holding
+    ``state.safetensors``, or the file), after checking its SHA-256: a damaged state is refused rather than
+    resumed from.  States written before the checksum existed load with a warning."""
     path = Path(path)
     if path.is_dir():
         path = path / "state.safetensors"
@@ -631,6 +889,17 @@ def load_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
         meta = json.loads(header["handwriting"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not a handwriting training state") from exc
-    if meta.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path}: not a handwriting training state (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a handwriting training state (format {_show(meta.get('format') if isinstance(meta, dict) else meta)})")
+    expected = header.get("sha256")
+    if expected is None:
+        warnings.warn(f"{path}: written before training states carried a checksum, so it cannot be checked for damage",
+                      UserWarning, stacklevel=2)
+    elif expected != _state_digest(tensors, header["handwriting"]):
+        raise CheckpointError(
+            f"{path}: the training state is damaged (its SHA-256 does not match the one recorded when it was saved), "
+            "so resuming from it would continue from corrupt weights or optimizer state. Resume from an earlier "
+            f"copy of the state if you kept one, or start the run over without --resume (to keep what it learnt, "
+            f"from its last saved model: `--init {path.parent / 'last'}`, which checks its own checksum)"
+        )
     return tensors, meta

@@ -48,13 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"handwriting: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, help_ = COMMANDS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("handwriting"):
-            print(f"handwriting {name}: not available in this version ({exc.name} is missing)", file=sys.stderr)
-            return 2
-        raise
+    module = importlib.import_module(module_name)  # a broken module of the package fails loudly
     parser = argparse.ArgumentParser(
         prog=f"handwriting {name}",
         description=(module.__doc__ or help_).strip().split("\n\n")[0],
@@ -66,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except HandwritingError as exc:
-        print(f"handwriting {name}: error: {exc}", file=sys.stderr)
-        return 2
+        code = getattr(exc, "exit_code", 2)  # an interruption that saved its work is not an error
+        print(f"handwriting {name}: {'error: ' if code == 2 else ''}{exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print(f"handwriting {name}: interrupted", file=sys.stderr)
         return 130

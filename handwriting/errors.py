@@ -11,3 +11,8 @@ class DataError(HandwritingError, ValueError):
 
 class OutputError(HandwritingError, OSError):
     """An output file could not be written: the message names the path and the fix."""
+
+
+class ArgumentError(DataError):
+    """A bad argument (of a function or a command): the message names it, its value and what is allowed.
+    A DataError, as such errors were before it existed."""

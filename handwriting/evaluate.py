@@ -286,22 +286,24 @@ def heldout_words(valid_fraction: float = 0.1, split_seed: int = 0, path=None) -
 
 def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
     """The recognizer: a module (returned as is), a pretrained name (default ``recognizer-bigbank``) or a
-    checkpoint path."""
+    checkpoint path.  Anything else than a recognizer (a generator, say) is refused with an :class:`EvaluateError`."""
     import torch
 
     from . import checkpoint as ckpt
+    from .devices import resolve_device
     from .models import recognizer as _rec  # noqa: F401  (registers the class for load_model)
 
+    device = str(resolve_device(device))
     if isinstance(name_or_path, torch.nn.Module):
-        return name_or_path
+        return _check_recognizer(name_or_path, type(name_or_path).__name__)
     name = os.fspath(name_or_path or DEFAULT_RECOGNIZER)
     weights, _ = ckpt.model_paths(name)
     if not weights.is_file():
-        try:
-            from .pretrained import find_pretrained
+        from .pretrained import find_pretrained
 
+        try:
             weights = find_pretrained(name)
-        except (ImportError, HandwritingError):
+        except HandwritingError:
             weights = REPO_PRETRAINED / f"{name}.safetensors"
     if not weights.is_file():
         raise EvaluateError(
@@ -309,19 +311,32 @@ def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
             "`handwriting evaluate train-recognizer --out data/pretrained/recognizer-bigbank` or pass --recognizer PATH"
         )
     model, _ = ckpt.load_model(weights, device=device)
-    return model
+    return _check_recognizer(model, name)
+
+
+def _check_recognizer(model, name: str):
+    if callable(getattr(model, "recognize", None)):
+        return model
+    kind = type(model).__name__
+    if callable(getattr(model, "sample", None)) or callable(getattr(model, "generate", None)):
+        kind += ", a handwriting generator"
+    raise EvaluateError(
+        f"recognizer {name!r} is a {kind}, not a recognizer (it has no recognize()); pass --recognizer "
+        f"{DEFAULT_RECOGNIZER} (the default) or a checkpoint made by `handwriting evaluate train-recognizer`"
+    )
 
 
 def _generate(model, texts: Sequence[str], bias: float, seed: int, batch: int = 32) -> tuple[list, float]:
     """Write every text with ``model`` (one line each, ``batch`` lines per call); return the samples (data
     units) and the wall time."""
-    from .generate import write
+    from .generate import MAX_SEED, write
 
     out = []
     t0 = time.perf_counter()
     for k, start in enumerate(range(0, len(texts), batch)):
         chunk = list(texts[start : start + batch])
-        w = write("\n".join(chunk), model=model, bias=bias, seed=int(seed) * 100_003 + k, max_line_chars=10_000)
+        batch_seed = (seed * 100_003 + k) % (MAX_SEED + 1)
+        w = write("\n".join(chunk), model=model, bias=bias, seed=batch_seed, max_line_chars=10_000)
         if len(w.lines) != len(chunk):
             raise EvaluateError(f"the model wrote {len(w.lines)} lines for {len(chunk)} texts")
         out += list(w.lines)
@@ -442,10 +457,13 @@ def legibility(
     (default: random words outside bigbank), ``"heldout"`` (held-out bigbank words), a file or a list.
     ``return_samples``: also return the generated ``samples`` (data units, one per text) and what the
     recognizer ``read`` (not JSON-serialisable; for further analysis such as :func:`diversity`)."""
-    from .generate import resolve_model
+    from .generate import BIAS_HINT, check_number, check_seed, resolve_model
 
-    if n < 1:
-        raise EvaluateError(f"legibility: n must be >= 1, got {n}")
+    n = check_number("legibility: n (-n)", n, 1, integer=True, hint="; it is the number of words to write")
+    batch = check_number("legibility: batch (--batch)", batch, 1, integer=True, hint="; lines written per batch")
+    beam_width = check_number("legibility: beam_width (--beam)", beam_width, 1, integer=True)
+    bias = check_number("legibility: bias (--bias)", bias, 0, hint=BIAS_HINT)
+    seed = check_seed("legibility: seed (--seed)", seed)
     rec = load_recognizer(recognizer, device=device)
     gen = resolve_model(model, device=device)
     words, source = _texts_for(texts, n, seed, _chars_of(gen), rec, split_from=gen)
@@ -483,7 +501,11 @@ def reference(
     the recognizer was trained without), ``synthetic`` = ``n`` unseen random words drawn by synthetic writers
     (``writer``: a name in :data:`~handwriting.datasets.synthetic.WRITERS` or None for random writers)."""
     from .datasets.synthetic import synthesize
+    from .generate import check_number, check_seed
 
+    n = check_number("reference: n (-n)", n, 1, integer=True, hint="; it is the number of words to read")
+    beam_width = check_number("reference: beam_width (--beam)", beam_width, 1, integer=True)
+    seed = check_seed("reference: seed (--seed)", seed)
     rec = load_recognizer(recognizer, device=device)
     out: dict[str, Any] = {"what": "reference", "seed": int(seed), "recognizer": _rec_name(recognizer, rec), "beam_width": beam_width}
     try:
@@ -543,12 +565,13 @@ def _split_of(model) -> dict:
 
 
 def train_recognizer(args=None, out: str | os.PathLike | None = None, beam_width: int = 8, **overrides) -> dict:
-    """Train the recognizer with the one trainer (:func:`~handwriting.models.recognizer.build_recognizer_training`),
+    """Train the recognizer with the one trainer (:func:`~handwriting.train.recipes.build_recognizer_training`),
     then measure it on the held-out bigbank words (greedy and beam decoding) and save it to ``out`` (a
     checkpoint stem) with those metrics.  Returns the metrics."""
     import torch
 
-    from .models.recognizer import build_recognizer_training, evaluate_loader
+    from .models.recognizer import evaluate_loader
+    from .train.recipes import build_recognizer_training
     from .train import Trainer
 
     t0 = time.perf_counter()
@@ -568,7 +591,7 @@ def train_recognizer(args=None, out: str | os.PathLike | None = None, beam_width
     trainer = Trainer(
         model, train_loader, valid_loader, config, sample_fn=report,
         meta={"training": {"command": command, "data": info, **_bigbank_checksum(overrides.get("data")),
-                           "recipe": "handwriting.models.recognizer.build_recognizer_training"}},
+                           "recipe": "handwriting.train.recipes.build_recognizer_training"}},
     )  # fmt: skip
     t_fit[0] = time.perf_counter()
     summary = trainer.fit()
@@ -630,11 +653,9 @@ def _print_confusions(label: str, r: dict) -> None:
 
 
 def _write_json(path, obj) -> None:
-    from ._io import atomic_write
+    from .render import _write  # atomic; an OutputError naming the path if it fails
 
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    _write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", "JSON")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -692,10 +713,17 @@ def configure(parser) -> None:
 def run(args) -> int:
     import torch
 
+    from .export import check_output
+    from .generate import BIAS_HINT, check_number
+
+    if args.json:
+        check_output(args.json, formats=None)  # in a moment, not after the evaluation
     if getattr(args, "threads", None):
         torch.set_num_threads(int(args.threads))
     if args.action == "legibility":
-        n = args.n or 100
+        n = 100 if args.n is None else args.n
+        for b in args.bias:  # all of them before the first evaluation
+            check_number("--bias", b, 0, hint=BIAS_HINT)
         results = []
         for b in args.bias:
             r = legibility(args.model, bias=b, n=n, seed=args.seed, texts=args.texts, recognizer=args.recognizer,
@@ -709,7 +737,7 @@ def run(args) -> int:
             _write_json(args.json, results[0] if len(results) == 1 else results)
         return 0
     if args.action == "reference":
-        r = reference(n=args.n or 350, seed=args.seed, recognizer=args.recognizer, beam_width=args.beam,
+        r = reference(n=350 if args.n is None else args.n, seed=args.seed, recognizer=args.recognizer, beam_width=args.beam,
                       writer=args.writer, device=args.device)  # fmt: skip
         print(f"reference writing read by {r['recognizer']} (seed {args.seed})")
         print(format_table([("human (bigbank held-out)", r["human"]), (f"synthetic ({r['synthetic']['writer']})", r["synthetic"])]))

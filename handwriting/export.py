@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +31,7 @@ import numpy as np
 from .errors import DataError, HandwritingError
 from .render import OutputError, _ink, _write
 
-__all__ = ["to_gcode", "save_gcode", "parse_gcode", "save", "SUFFIXES", "DEFAULT_PEN_UP", "DEFAULT_PEN_DOWN"]
+__all__ = ["to_gcode", "save_gcode", "parse_gcode", "save", "check_output", "SUFFIXES", "DEFAULT_PEN_UP", "DEFAULT_PEN_DOWN"]
 
 DEFAULT_PEN_UP = "G0 Z5"
 DEFAULT_PEN_DOWN = "G1 Z0 F{feed_rate}"
@@ -288,23 +289,36 @@ def _html_document(data: Any, **options: Any) -> str:
     )
 
 
-def _check_target(path: Path) -> None:
-    """Fail early (before rendering) when ``path`` clearly cannot be written."""
+def check_output(path: str | os.PathLike, formats: dict[str, str] | None = SUFFIXES) -> str | None:
+    """Fail in a moment, before the slow work, when ``path`` cannot be written: its suffix must be one of
+    ``formats`` (``None``: any suffix), it must not be a directory, and its folder must exist, or be
+    creatable in an existing one, and be writable.  Raises :class:`OutputError` naming the path and the fix;
+    returns the format the suffix names (``None`` when ``formats`` is ``None``)."""
+    path = Path(path)
     if path.is_dir():
         raise OutputError(
             f"cannot write to {path}: it is a directory; give a file path inside it, e.g. {path / 'handwriting.svg'}"
         )
+    fmt = None if formats is None else formats.get(path.suffix.lower())
+    if formats is not None and fmt is None:
+        raise OutputError(
+            f"cannot save {path}: unknown file type {path.suffix or '(no suffix)'!r}; use one of "
+            f"{', '.join(sorted(formats))} (e.g. {path.with_suffix(next(iter(formats)))})"
+        )
     anc = path.parent
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
-    if anc.exists() and not anc.is_dir():
+    if not anc.is_dir():
+        raise OutputError(f"cannot write {path}: {anc} is a file, not a directory; choose another output directory")
+    try:  # os.access says yes to root, also on read-only file systems: try it
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as exc:
         raise OutputError(
-            f"cannot write {path}: {anc} is a file, not a directory; choose another output directory"
-        )
-    if anc.is_dir() and not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"cannot write {path}: no permission to write in {anc}; choose a directory you can write to"
-        )
+            f"cannot write {path}: cannot create a file in {anc} ({exc.strerror or exc}); choose a directory "
+            "you can write to"
+        ) from None
+    return fmt
 
 
 def save(data: Any, path: str | os.PathLike, **options: Any) -> Path:
@@ -318,14 +332,7 @@ def save(data: Any, path: str | os.PathLike, **options: Any) -> Path:
     from . import render
 
     path = Path(path)
-    fmt = SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        known = ", ".join(sorted(SUFFIXES))
-        raise HandwritingError(
-            f"cannot save {path}: unknown file type {path.suffix or '(no suffix)'!r}; use one of {known} "
-            f"(e.g. {path.with_suffix('.svg')})"
-        )
-    _check_target(path)
+    fmt = check_output(path)
     if fmt == "svg":
         return render.save_svg(data, path, **options)
     if fmt == "png":

@@ -15,6 +15,8 @@ with a ``sample(text=..., text_mask=..., bias=..., generator=...)`` returning no
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import secrets
 import sys
@@ -25,11 +27,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DataError, HandwritingError
+from .errors import ArgumentError, DataError, HandwritingError
 from .strokes import Normalizer, Sample, align, check_offsets, downsample, to_absolute, to_offsets
 
 __all__ = ["Written", "write", "resolve_model", "wrap_text", "line_pieces", "join_pieces", "assemble_lines",
-           "layout_lines", "configure", "run", "EPILOG"]
+           "layout_lines", "check_number", "check_seed", "MAX_SEED", "configure", "run", "EPILOG"]
 
 DEFAULT_MAX_LINE_CHARS = 50
 
@@ -62,6 +64,35 @@ class Written(Sample):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# arguments
+
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
+UNKNOWN = ("error", "replace")  # the values of write(unknown=...) and --unknown
+BIAS_HINT = "; 0 samples the model as trained, higher values write more neatly (e.g. 0.5 to 2)"
+LINE_GAP_HINT = "; it is the space between lines, in line heights (default 0.6)"
+
+
+def check_number(name: str, value: Any, low: float, high: float | None = None, *, integer: bool = False,
+                 hint: str = "") -> Any:
+    """``value`` as a finite float (a whole number with ``integer``) in ``[low, high]``; otherwise an
+    :class:`~handwriting.errors.ArgumentError` naming ``name``, the value and the allowed range, plus ``hint``."""
+    if integer:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and value >= low and (high is None or value <= high)):
+        bounds = f">= {low}" if high is None else f"from {low} to {high}"
+        kind = "a whole number" if integer else "a finite number"
+        raise ArgumentError(f"{name} must be {bounds} ({kind}), got {value!r}{hint}")
+    return int(value) if integer else float(value)
+
+
+def check_seed(name: str, seed: Any) -> int:
+    """A seed for :func:`write`: a whole number from 0 to :data:`MAX_SEED`, else an ArgumentError naming ``name``."""
+    return check_number(name, seed, 0, MAX_SEED, integer=True, hint="; the same seed gives the same handwriting")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # models
 
 _CACHE: dict[tuple, Any] = {}
@@ -70,15 +101,18 @@ _CACHE: dict[tuple, Any] = {}
 def resolve_model(model: Any = None, device: str | None = None):
     """``None`` → the default pretrained model; a name → :func:`~handwriting.pretrained.load_pretrained`;
     a path (``runs/x/best``, ``.safetensors`` or ``.json``) → :func:`~handwriting.checkpoint.load_model`;
-    a module → itself.  Loaded models are cached (by path and modification time)."""
+    a module → itself.  Loaded models are cached (by path and modification time).  ``device`` goes through
+    :func:`~handwriting.devices.resolve_device` (default ``cpu``)."""
     import torch
 
+    from .devices import resolve_device
+
+    device = str(resolve_device(device or "cpu"))  # a DeviceError for unknown devices, or CUDA without a GPU
     if isinstance(model, torch.nn.Module):
         return model
     from . import checkpoint as ckpt
     from . import pretrained
 
-    device = device or "cpu"
     name = pretrained.DEFAULT_MODEL if model is None else os.fspath(model)
     weights, meta_path = ckpt.model_paths(name)
     is_path = any(c in name for c in "/\\") or name.endswith((".safetensors", ".json")) or weights.is_file()
@@ -245,8 +279,6 @@ def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
         if rep is None:
             rep = alphabet.chars[0]
         return ["".join(c if c in alphabet else rep for c in ln) for ln in lines]
-    if unknown != "error":
-        raise DataError(f"unknown must be 'error' or 'replace', got {unknown!r}")
     chars = "".join(getattr(alphabet, "chars", ""))
     shown = ", ".join(repr(c) for c in bad)
     raise DataError(
@@ -477,15 +509,33 @@ def write(
     bias: Graves' sampling bias (0: as trained; larger: neater).  A list gives one sample per value.
     prime: a :class:`~handwriting.strokes.Sample` (or ``(offsets, text)``) in data units whose style the
         writing continues (Graves §5.5); its text must use the model's characters.
-    seed: the same seed gives the same handwriting; ``None`` draws one (kept in ``.seed``).
+    seed: a whole number from 0 to 2**64 - 1: the same seed gives the same handwriting; ``None`` draws one
+        (kept in ``.seed``).
     unknown: characters the model does not know raise a :class:`~handwriting.errors.DataError` listing them
         (``"error"``) or are replaced (``"replace"``).
-    max_steps: a cap on the points per line (default: the model's own length guard).
+    max_steps: a cap on the points per line, at least 1 (default: the model's own length guard).
+    line_gap: the space between lines in line heights (>= 0).
+    device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (:func:`~handwriting.devices.resolve_device`).
+
+    Bad arguments raise an :class:`~handwriting.errors.ArgumentError` (or a
+    :class:`~handwriting.devices.DeviceError`) naming the argument, its value and what is allowed, before
+    any model is loaded.
     """
     import torch
 
     if not isinstance(text, str):
         raise DataError(f"write: text must be a string, got {type(text).__name__}")
+    if unknown not in UNKNOWN:
+        raise ArgumentError(f"write: unknown must be 'error' or 'replace' (--unknown), got {unknown!r}")
+    many = isinstance(bias, (list, tuple, np.ndarray))
+    biases = [check_number("write: bias", b, 0, hint=BIAS_HINT) for b in (bias if many else [bias])]
+    if not biases:
+        raise ArgumentError("write: bias is an empty list; give one value per sample (or a single number)")
+    samples = check_number("write: samples", samples, 1, integer=True)
+    seed = secrets.randbits(31) if seed is None else check_seed("write: seed", seed)
+    if max_steps is not None:
+        max_steps = check_number("write: max_steps", max_steps, 1, integer=True, hint="; it caps the points per line")
+    line_gap = check_number("write: line_gap", line_gap, 0, hint=LINE_GAP_HINT)
     m = resolve_model(model, device)
     kind = _kind(m)
     alphabet = _alphabet(m)
@@ -508,20 +558,13 @@ def write(
     lines = _check_chars(lines, alphabet, unknown)
     planned = [line_pieces(ln, max_line_chars) for ln in lines]
     pieces = [p for ps, _ in planned for p in ps]
-    biases = [float(b) for b in bias] if isinstance(bias, (list, tuple, np.ndarray)) else None
-    if biases is not None:
+    if many:
         if samples not in (1, len(biases)):
             raise DataError(f"write: {len(biases)} bias values but samples={samples}; give one bias per sample")
         n = len(biases)
     else:
-        n = int(samples)
-        biases = [float(bias)] * n
-    if n < 1:
-        raise DataError("write: samples must be at least 1")
-    if any(b < 0 for b in biases):
-        raise DataError(f"write: bias must be >= 0, got {biases}")
-    if seed is None:
-        seed = secrets.randbits(31)
+        n = samples
+        biases = biases * n
     rows = [p for _ in range(n) for p in pieces]
     bias_rows = [biases[s] for s in range(n) for _ in pieces]
     dev = next(m.parameters()).device
@@ -556,7 +599,7 @@ def write(
                 internals=None if extra is None else extra[s * per : (s + 1) * per],
             )
         )
-    return out if (n > 1 or isinstance(bias, (list, tuple, np.ndarray))) else out[0]
+    return out if (n > 1 or many) else out[0]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -602,8 +645,18 @@ def _load_prime(path: Path, index: int) -> Sample:
 
 
 def run(args) -> int:
-    from .export import save
+    from .export import check_output, save
+    from .render import _rgba
 
+    out = Path(args.output)
+    fmt = check_output(out)  # before the (slow) writing
+    options: dict[str, Any] = {}
+    if args.width is not None and fmt in ("svg", "png", "gif", "gcode"):
+        width = check_number("--width", args.width, 1)
+        options["width_mm" if fmt == "gcode" else "width"] = width if fmt == "gcode" else int(width)
+    if args.color is not None and fmt in ("svg", "png", "gif"):
+        _rgba(args.color, "--color")
+        options["color"] = args.color
     text = sys.stdin.read() if args.text == "-" else args.text.replace("\\n", "\n")
     prime = None
     if args.prime:
@@ -622,15 +675,6 @@ def run(args) -> int:
         line_width=args.line_width,
         unknown=args.unknown, device=args.device,
     )  # fmt: skip
-    out = Path(args.output)
-    options: dict[str, Any] = {}
-    from .export import SUFFIXES
-
-    fmt = SUFFIXES.get(out.suffix.lower())
-    if args.width is not None and fmt in ("svg", "png", "gif", "gcode"):
-        options["width_mm" if fmt == "gcode" else "width"] = args.width if fmt == "gcode" else int(args.width)
-    if args.color is not None and fmt in ("svg", "png", "gif"):
-        options["color"] = args.color
     path = save(result.offsets, out, **options)
     print(f"wrote {path} ({len(result.offsets)} points, seed {result.seed})")
     return 0

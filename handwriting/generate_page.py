@@ -181,7 +181,7 @@ def write_page(
     """Wrap ``text``, write its lines in batches (``progress(n_lines_done)`` after each) and lay them out.
     A line longer than the model writes in one go (:func:`~handwriting.generate.default_line_chars`) is
     written in pieces, joined side by side."""
-    from .generate import assemble_lines, default_line_chars, layout_lines, line_pieces, wrap_text
+    from .generate import MAX_SEED, assemble_lines, default_line_chars, layout_lines, line_pieces, wrap_text
 
     piece_chars = max_chars
     if backend.model is not None:  # no more than fits the model's context or its training lines
@@ -195,7 +195,8 @@ def write_page(
     last = {i: k for k, (i, _) in enumerate(todo)}  # the index of every line's last piece
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        written += [s.offsets for s in _write_batch(backend, [p for _, p in chunk], bias, prime, seed + start)]
+        batch_seed = (seed + start) % (MAX_SEED + 1)  # a seed near the top of the range wraps around
+        written += [s.offsets for s in _write_batch(backend, [p for _, p in chunk], bias, prime, batch_seed)]
         if progress is not None:
             progress(sum(last[i] == start + k for k, (i, _) in enumerate(chunk)))  # lines finished
     out = assemble_lines(planned, written)
@@ -265,29 +266,28 @@ def _save_options(fmt: str, args, line_height: float) -> dict[str, Any]:
         elif fmt in ("png", "gif"):
             options["line_width"] = args.stroke_width
     if args.color is not None and fmt != "gcode":
+        from .render import _rgba
+
+        _rgba(args.color, "--color")
         options["color"] = args.color
     return options
 
 
 def run(args) -> int:
-    from .export import SUFFIXES, _check_target, save
+    from .devices import resolve_device
+    from .export import check_output, save
+    from .generate import BIAS_HINT, LINE_GAP_HINT, check_number, check_seed
 
     out = Path(args.output)
-    if out.is_dir():
-        raise HandwritingError(f"cannot write to {out}: it is a directory; give a file path inside it, e.g. {out / 'page.svg'}")
-    fmt = SUFFIXES.get(out.suffix.lower())
-    if fmt is None:  # checked before the (slow) generation
-        raise HandwritingError(
-            f"cannot save {out}: unknown file type {out.suffix or '(no suffix)'!r}; use one of "
-            f"{', '.join(sorted(SUFFIXES))} (e.g. {out.with_suffix('.svg')})"
-        )
-    _check_target(out)
+    fmt = check_output(out)  # this and the options are checked before the (slow) writing
     for name, value, low in (("--max-chars", args.max_chars, 1), ("--batch-size", args.batch_size, 1)):
         if value < low:
             raise HandwritingError(f"{name} must be at least {low}, got {value}")
-    if args.bias < 0:
-        raise HandwritingError(f"--bias must be >= 0, got {args.bias}")
-    _save_options(fmt, args, 1.0)  # check the options before generating
+    check_number("--bias", args.bias, 0, hint=BIAS_HINT)
+    check_seed("--seed", args.seed)
+    check_number("--line-gap", args.line_gap, 0, hint=LINE_GAP_HINT)
+    resolve_device(args.device or "cpu")
+    _save_options(fmt, args, 1.0)
     name = "<stdin>" if args.input == "-" else args.input
     text = read_text(args.input)
     prime = None

@@ -7,6 +7,10 @@ validation NLL and the SHA-256 of the weights) — in a *pretrained directory*: 
 The checksum is verified on every load: a damaged, truncated or swapped weights file is refused with a
 message naming the file and what to do.
 
+``handwriting models`` lists them.  One broken model (an unreadable or malformed description, a missing
+file) never hides the others: it is listed as DAMAGED with its error on one line.  The listing exits 0 —
+it only reports; ``handwriting models --verify`` also loads every model and exits 1 if any is broken.
+
 To make a model of your own available by name, train it and copy its two files::
 
     handwriting train graves --data bigbank --out runs/graves
@@ -43,6 +47,7 @@ REPO_DIR = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 EPILOG = """examples:
   handwriting models                 list the pretrained models (name, class, size, validation NLL)
   handwriting models --json          the same as JSON
+  handwriting models --verify        load each one and check its checksum (exit status 1 if any is broken)
   HANDWRITING_PRETRAINED=runs/pretrained handwriting models
   handwriting models --publish runs/graves/best my-graves --description "my first model"
 """
@@ -67,39 +72,52 @@ def _how_to_get(name: str) -> str:
     )
 
 
-def list_pretrained() -> list[dict[str, Any]]:
+def _entry(name: str, weights: Path, meta_path: Path) -> dict[str, Any] | None:
+    """What ``handwriting models`` shows of one model; ``error`` says why it cannot be used.  ``None`` for a
+    JSON file without weights that is not a model description (not ours to report)."""
+    entry: dict[str, Any] = {"name": name, "path": str(weights), "class": None, "parameters": None,
+                             "bytes": weights.stat().st_size if weights.is_file() else None,
+                             "valid_nll_per_sequence": None, "valid_nll_per_point": None, "steps": None,
+                             "data": None, "description": None, "error": None}
+    if not meta_path.is_file():
+        entry["error"] = f"{meta_path}: missing, so {weights.name} cannot be verified; copy its .json back beside it"
+        return entry
+    try:
+        meta = ckpt.read_meta(meta_path)  # checks every field's type: a bad file is reported, not a crash
+    except ckpt.CheckpointError as exc:
+        if not weights.is_file():
+            return None
+        entry["error"] = " ".join(str(exc).split())  # one line
+        return entry
+    if not weights.is_file():
+        entry["error"] = f"{weights}: missing (only {meta_path.name} is there); copy the weights file back or retrain"
+    metrics, training = meta.get("metrics") or {}, meta.get("training") or {}
+    entry.update(
+        {"class": meta["model"]["class"], "parameters": meta["model"].get("parameters"),
+         "valid_nll_per_sequence": metrics.get("nll_per_sequence"), "valid_nll_per_point": metrics.get("nll_per_point"),
+         "steps": training.get("steps"), "data": training.get("data"), "description": meta.get("description")}
+    )
+    return entry
+
+
+def list_pretrained(include_broken: bool = False) -> list[dict[str, Any]]:
     """Every pretrained model found (first directory wins for a repeated name): name, path, class,
-    parameters, file size, validation NLL, training steps and data.  Reads only the JSON descriptions."""
+    parameters, file size, validation NLL, training steps and data.  Reads only the JSON descriptions.
+
+    A model whose description is unreadable or malformed, or whose weights or description is missing, is left
+    out, so that every entry returned is usable; with ``include_broken`` it is listed too, with the reason in
+    ``error`` (``None`` for the usable ones)."""
     seen: dict[str, dict] = {}
     for d in pretrained_dirs():
         if not d.is_dir():
             continue
-        for meta_path in sorted(d.glob("*.json")):
-            name = meta_path.stem
-            weights = meta_path.with_suffix(".safetensors")
-            if name in seen or not weights.is_file():
+        for name in sorted({p.stem for p in d.glob("*.json")} | {p.stem for p in d.glob("*.safetensors")}):
+            if name in seen:
                 continue
-            try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                meta = {}
-            if meta.get("format") != ckpt.FORMAT:
-                continue
-            metrics = meta.get("metrics") or {}
-            training = meta.get("training") or {}
-            seen[name] = {
-                "name": name,
-                "path": str(weights),
-                "class": (meta.get("model") or {}).get("class"),
-                "parameters": (meta.get("model") or {}).get("parameters"),
-                "bytes": weights.stat().st_size,
-                "valid_nll_per_sequence": metrics.get("nll_per_sequence"),
-                "valid_nll_per_point": metrics.get("nll_per_point"),
-                "steps": training.get("steps"),
-                "data": training.get("data"),
-                "description": meta.get("description"),
-            }
-    return list(seen.values())
+            entry = _entry(name, d / f"{name}.safetensors", d / f"{name}.json")
+            if entry is not None:
+                seen[name] = entry
+    return [m for m in seen.values() if include_broken or not m["error"]]
 
 
 def find_pretrained(name: str) -> Path:
@@ -149,12 +167,9 @@ def load_pretrained(name: str = DEFAULT_MODEL, device: str = "cpu"):
 def publish(source: str | os.PathLike, name: str, description: str | None = None, directory: str | os.PathLike | None = None) -> Path:
     """Copy the checkpoint ``source`` (a stem such as ``runs/graves/best``, or its ``.safetensors``/``.json``)
     into a pretrained directory (default: the repository's ``data/pretrained``) as ``name``, after verifying
-    its checksum.  The weights are copied byte for byte; the description gains ``description`` and the new
-    file name.  Both files are written atomically.  Returns the new weights path."""
-    import shutil
-
-    from ._io import atomic_write
-
+    its checksum.  The weights are copied byte for byte; the description gains ``description``, the new
+    file name and where it came from (a relative path).  The two files are written as a pair, both or
+    neither.  Returns the new weights path."""
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise PretrainedError(f"{name!r} is not a usable model name: use letters, digits and dashes, e.g. 'my-graves'")
     src_weights, src_meta = ckpt.model_paths(source)
@@ -163,15 +178,12 @@ def publish(source: str | os.PathLike, name: str, description: str | None = None
     out_dir = Path(directory) if directory is not None else REPO_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
-    with atomic_write(weights, "wb") as f, open(src_weights, "rb") as src:
-        shutil.copyfileobj(src, f)
     meta["weights"]["file"] = weights.name
     if description is not None:
         meta["description"] = description
-    meta["published_from"] = str(src_weights)
-    with atomic_write(weights.with_suffix(".json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
-        f.write("\n")
+    meta["published_from"] = ckpt.portable_path(src_weights)  # not this machine's absolute folders
+    text = json.dumps(meta, indent=2) + "\n"
+    ckpt._write_together({weights: src_weights.read_bytes(), weights.with_suffix(".json"): text.encode("utf-8")})
     return weights
 
 
@@ -189,28 +201,33 @@ def _fmt_bytes(n: int) -> str:
 
 def configure(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
-    parser.add_argument("--verify", action="store_true", help="also load every model and check its checksum")
+    parser.add_argument("--verify", action="store_true", help="also load every model and check its checksum; "
+                        "exit status 1 if any model is broken (a plain listing always exits 0)")
     parser.add_argument("--publish", nargs=2, metavar=("CHECKPOINT", "NAME"), help="copy a trained checkpoint (e.g. runs/graves/best) into data/pretrained as NAME")
     parser.add_argument("--description", help="with --publish: a one-line description stored with the model")
 
 
 def run(args) -> int:
+    """List the models; a broken one is listed with its error on one line, the others as usual.  The exit
+    status is 0 for a plain listing (it only reports), and 1 with ``--verify`` if any model is broken: its
+    description unreadable, a file missing or its weights failing the checksum."""
     if args.publish:
         path = publish(args.publish[0], args.publish[1], args.description)
         print(f"published {args.publish[0]} as {args.publish[1]}: {path}")
         return 0
-    models = list_pretrained()
+    models = list_pretrained(include_broken=True)
     if args.verify:
         for m in models:
-            try:
-                load_pretrained(m["name"])
-                m["verified"] = True
-            except HandwritingError as exc:
-                m["verified"] = False
-                m["error"] = str(exc)
+            if m["error"] is None:
+                try:
+                    load_pretrained(m["name"])
+                except HandwritingError as exc:
+                    m["error"] = " ".join(str(exc).split())
+            m["verified"] = m["error"] is None
+    status = 1 if args.verify and any(m["error"] for m in models) else 0
     if args.json:
         print(json.dumps(models, indent=2))
-        return 0 if all(m.get("verified", True) for m in models) else 1
+        return status
     if not models:
         print(f"no pretrained models found; {_how_to_get('NAME')}")
         return 0
@@ -220,10 +237,10 @@ def run(args) -> int:
         npp = m["valid_nll_per_point"]
         rows.append(
             (
-                m["name"] + ("" if m.get("verified", True) else "  (DAMAGED)"),
-                str(m["class"]),
+                m["name"] + ("  (DAMAGED)" if m["error"] else ""),
+                str(m["class"] or "?"),
                 f"{m['parameters'] / 1e6:.2f}M" if m["parameters"] else "?",
-                _fmt_bytes(m["bytes"]),
+                _fmt_bytes(m["bytes"]) if m["bytes"] is not None else "-",
                 f"{nll:.1f}" if isinstance(nll, (int, float)) else "-",
                 f"{npp:.3f}" if isinstance(npp, (int, float)) else "-",
                 str(m["steps"] if m["steps"] is not None else "-"),
@@ -233,6 +250,6 @@ def run(args) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     for m in models:
-        if m.get("error"):
+        if m["error"]:
             print(f"{m['name']}: {m['error']}")
-    return 0 if all(m.get("verified", True) for m in models) else 1
+    return status

@@ -379,7 +379,7 @@ def plot(
             h = 2.0 + 0.6 * (ink.n_lines - 1)
             figsize = (float(np.clip(h * aspect, 2.5, 12.0)), h)
         _, ax = plt.subplots(figsize=figsize)
-    base = color if color is not None else "black"
+    base = _rgba(color, "plot color") if color is not None else "black"
     palette = _stroke_palette(len(ink.slices), stroke_colors)
 
     values = rgba = None
@@ -944,6 +944,7 @@ def animate(
     from matplotlib.figure import Figure
 
     ink = _ink(data, "animate")
+    color = None if color is None else _rgba(color, "animate color")
     counts, interval = _frame_counts(len(ink.points), fps, speed, max_frames, "animate")
     hold_frames = max(0, int(round(hold / interval))) if hold > 0 else 0
     hold_frames = min(hold_frames, max(1, len(counts) // 2))

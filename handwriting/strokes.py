@@ -45,6 +45,7 @@ __all__ = [
     "scale",
     "rotate",
     "drop_points",
+    "reorder_late_marks",
     "augment",
     "AugmentConfig",
     "stitch",
@@ -368,6 +369,53 @@ def augment(offsets: np.ndarray, rng: np.random.Generator, config: AugmentConfig
     if c.drop > 0:
         out = drop_points(out, c.drop, rng)
     return out
+
+
+def reorder_late_marks(
+    offsets: np.ndarray, max_size: float = 0.6, min_back: float = 0.5
+) -> tuple[np.ndarray, int]:
+    """Move i-dots and t-crosses written after the whole word back beside their letter.
+
+    Some writers (synthbank's among them) finish a word and then go back to dot its i's and cross its t's.
+    A model trained on that learns to end words with stray dots and dashes far from any letter.  A *late
+    mark* is a stroke no larger than ``max_size`` × the word's height whose centre lies more than
+    ``min_back`` × the height left of everything drawn before it.  Each one is moved to where the pen first
+    reached its x position: the stroke passing there is split (the pen lifts, makes the mark, and comes back),
+    which is how the same writer dots letters in order elsewhere.  The points are unchanged, only their order
+    and the pen lifts.  Returns ``(offsets, number of marks moved)``; the first point keeps its position.
+    """
+    off = np.asarray(offsets)
+    strokes = to_strokes(off)
+    if len(strokes) < 2:
+        return off.astype(np.float32), 0
+    pts = np.vstack(strokes)
+    h = float(np.ptp(pts[:, 1])) or 1.0
+    kept: list[np.ndarray] = [strokes[0]]
+    moved = 0
+    for s in strokes[1:]:
+        drawn = np.vstack(kept)
+        size = max(float(np.ptp(s[:, 0])), float(np.ptp(s[:, 1])))
+        cx = float(s[:, 0].mean())
+        if size > max_size * h or cx >= drawn[:, 0].max() - min_back * h:
+            kept.append(s)
+            continue
+        # the first point, in writing order, at or right of the mark's centre
+        for k, stroke in enumerate(kept):
+            hits = np.flatnonzero(stroke[:, 0] >= cx)
+            if len(hits):
+                i = int(hits[0])
+                break
+        else:  # unreachable: the mark lies left of the drawn maximum
+            kept.append(s)
+            continue
+        head, tail = stroke[: i + 1], stroke[i + 1 :]
+        kept[k : k + 1] = [head, s] + ([tail] if len(tail) else [])
+        moved += 1
+    if not moved:
+        return off.astype(np.float32), 0
+    out = from_strokes(kept)
+    out[0, :2] = off[0, :2]  # from_strokes measures the first point from (0, 0): the same origin
+    return out, moved
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -412,10 +412,8 @@ class _Models:
 
 def _pretrained_names() -> list[str]:
     """The installed pretrained models that can write text, the default model (what ``write()`` uses) first."""
-    try:
-        from .pretrained import DEFAULT_MODEL, list_pretrained
-    except ImportError:
-        return []
+    from .pretrained import DEFAULT_MODEL, list_pretrained
+
     try:
         found = list_pretrained()
     except (HandwritingError, OSError):
@@ -435,10 +433,8 @@ _NOT_WRITERS = frozenset({"PredictionNetwork", "Recognizer"})
 
 
 def _resolve_model(model: Any) -> Any:
-    try:
-        from .generate import resolve_model
-    except ImportError as exc:  # pragma: no cover - generate.py is part of the package
-        raise HandwritingError(f"cannot load the model {model!r}: handwriting.generate is not available") from exc
+    from .generate import resolve_model
+
     return resolve_model(model)
 
 

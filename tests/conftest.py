@@ -6,6 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_BIGBANK = ROOT.parent / "shared" / "data" / "bigbank_3500.json.zip"
+SHARED_SYNTHBANK = ROOT.parent / "shared" / "data" / "synthbank_3000.json.zip"
 
 
 def _bigbank() -> Path | None:
@@ -26,6 +27,19 @@ def bigbank_path() -> Path:
             "or run `python -m handwriting data download bigbank`"
         )
     return p
+
+
+@pytest.fixture(scope="session")
+def synthbank_path() -> Path:
+    """The real synthbank zip (../shared/data or $HANDWRITING_SYNTHBANK); tests that need it skip without it."""
+    env = os.environ.get("HANDWRITING_SYNTHBANK")
+    for p in ([Path(env)] if env else []) + [SHARED_SYNTHBANK]:
+        if p.is_file():
+            return p
+    pytest.skip(
+        "synthbank_3000.json.zip not found: set HANDWRITING_SYNTHBANK=/path/to/synthbank_3000.json.zip "
+        "or run `python -m handwriting data download synthbank`"
+    )
 
 
 @pytest.fixture

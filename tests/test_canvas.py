@@ -183,7 +183,7 @@ def test_prediction_hook_receives_the_strokes_so_far():
 
 
 def test_next_point_density_of_a_prediction_network():
-    torch = pytest.importorskip("torch")
+    import torch
     from handwriting.models.graves import PredictionNetwork
     from handwriting.models.mdn import MixtureParams
     from handwriting.strokes import Normalizer

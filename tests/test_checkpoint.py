@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,25 +223,188 @@ def test_training_state_file(tmp_path):
         ckpt.load_training_state(tmp_path / "m.safetensors")
 
 
-def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
+def _fail_nth(n: int, real, exc: OSError):
+    """A stand-in for an os function whose ``n``-th call raises ``exc`` (a full disk, a failing rename)."""
+    calls = []
+
+    def fake(*a, **k):
+        calls.append(a)
+        if len(calls) == n:
+            raise exc
+        return real(*a, **k)
+
+    return fake
+
+
+@pytest.mark.parametrize("failing", [1, 2], ids=["weights-write", "json-write"])
+def test_full_disk_leaves_the_old_pair(tmp_path, monkeypatch, failing):
+    """The disk fills up while the weights (1st fsync) or the description (2nd) is written: neither file
+    is replaced, no temporary file is left behind, and the old pair still loads."""
     ckpt.save_model(tmp_path / "m", make_net())
-    before = (tmp_path / "m.safetensors").read_bytes()
-
-    class Boom(Exception):
-        pass
-
-    def boom(*a, **k):
-        raise Boom
-
-    monkeypatch.setattr(json, "dump", boom)
-    with pytest.raises(Boom):
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(ckpt.os, "fsync", _fail_nth(failing, ckpt.os.fsync, OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(OSError, match=r"No space left on device.*previous m\.safetensors and m\.json are unchanged"):
         ckpt.save_model(tmp_path / "m", make_net(width=4))
-    assert not list(tmp_path.glob("*.part"))
-    # the new weights went in, the description did not: the pair no longer matches and loading says so
-    assert (tmp_path / "m.safetensors").read_bytes() != before
     monkeypatch.undo()
-    with pytest.raises(ckpt.CheckpointError, match="does not match"):
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the pair, and nothing else
+    assert ckpt.load_model(tmp_path / "m")[0].config.width == 16
+
+
+def test_failed_second_rename_is_detected_on_load(tmp_path, monkeypatch):
+    """Only a failure between the two renames can split the pair; save says so, and so does load."""
+    ckpt.save_model(tmp_path / "m", make_net())
+    monkeypatch.setattr(ckpt.os, "replace", _fail_nth(2, ckpt.os.replace, OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(OSError, match=r"m\.json: cannot be replaced .*m\.safetensors replaced but m\.json not"):
+        ckpt.save_model(tmp_path / "m", make_net(width=4))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]  # no temporaries
+    with pytest.raises(ckpt.CheckpointError, match=r"SHA-256 .* does not match m\.json.*interrupted"):
         ckpt.load_model(tmp_path / "m")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a damaged or hand-edited description: a named error before anything is allocated
+
+
+def _graves(tmp_path):
+    from handwriting.models.graves import GravesConfig, SynthesisNetwork
+
+    torch.manual_seed(0)
+    cfg = GravesConfig(alphabet_size=4, hidden=8, layers=1, mixtures=2, window_mixtures=2)
+    ckpt.save_model(tmp_path / "g", SynthesisNetwork(cfg), {"alphabet": "abc"})
+    return SynthesisNetwork, json.loads((tmp_path / "g.json").read_text())
+
+
+def _set(path: str, value):
+    def edit(meta):
+        *parents, last = path.split(".")
+        d = meta
+        for k in parents:
+            d = d[k]
+        if value is _DELETE:
+            del d[last]
+        else:
+            d[last] = value
+        return meta
+
+    return edit
+
+
+_DELETE = object()
+BAD_SIDECARS = {  # id: (edit of the description, what the error must say)
+    "format_version-abc": (_set("format_version", "abc"), r'format_version is "abc", expected an integer from 1 to 1'),
+    "format_version-missing": (_set("format_version", _DELETE), r"format_version is null, expected an integer"),
+    "top-level-list": (lambda m: [m], r"the top level is \[.*expected a JSON object"),
+    "alphabet-12": (_set("alphabet", 12), r"alphabet is 12, expected a string of characters"),
+    "alphabet-duplicates": (_set("alphabet", "aab"), r'alphabet is "aab", expected a string of characters, each once'),
+    "normalizer-list": (_set("normalizer", [1, 2]), r"normalizer is \[1, 2\], expected \{\"mean\""),
+    "tokenizer-huge": (_set("tokenizer", {"kind": "polar", "n_theta": 10**9}), r"tokenizer is .*at most 65536"),
+    "hidden-abc": (_set("model.config.hidden", "abc"),
+                   r'model\.config\.hidden is "abc", expected an integer from 0 to 65536 \(GravesConfig\.hidden\)'),
+    "hidden-minus-1": (_set("model.config.hidden", -1), r"model\.config\.hidden is -1, expected an integer from 0"),
+    "hidden-zero": (_set("model.config.hidden", 0), r"model\.config is not a valid GravesConfig: .*positive"),
+    "hidden-200000": (_set("model.config.hidden", 200000), r"model\.config\.hidden is 200000, expected an integer from 0 to 65536"),
+    "hidden-60000": (_set("model.config.hidden", 60000), r"model\.config describes a SynthesisNetwork of [\d,]+ parameters, more than"),
+    "layers-true": (_set("model.config.layers", True), r"model\.config\.layers is true, expected an integer from 0 to 256"),
+    "layers-100000": (_set("model.config.layers", 100000), r"model\.config\.layers is 100000, expected an integer from 0 to 256"),
+    "dropout-str": (_set("model.config.dropout", "x"), r'model\.config\.dropout is "x", expected a finite number'),
+    "config-list": (_set("model.config", [1]), r"model\.config is \[1\], expected a JSON object"),
+    "config-other-model": (_set("model.config.window_mixtures", 3), r"g\.safetensors: weights do not fit SynthesisNetwork.*window"),
+    "model-missing": (_set("model", _DELETE), r"model is null, expected a JSON object"),
+    "class-missing": (_set("model.class", _DELETE), r"model\.class is null, expected a model class name"),
+    "class-unknown": (_set("model.class", "NoSuchNet"), r"g\.json: model\.class: unknown model class 'NoSuchNet'"),
+    "sha256-missing": (_set("weights.sha256", _DELETE), r"weights\.sha256 is missing"),
+    "future-field": (_set("model.config.future_field", 1), r"future_field .*upgrade"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIDECARS))
+def test_bad_description_is_a_named_error(tmp_path, monkeypatch, case):
+    cls, meta = _graves(tmp_path)
+    edit, message = BAD_SIDECARS[case]
+    (tmp_path / "g.json").write_text(json.dumps(edit(meta)))
+    built = []  # the device of every real construction: a refused description must build nothing
+    init = cls.__init__
+    monkeypatch.setattr(cls, "__init__", lambda self, *a, **k: (built.append(torch.empty(0).device.type), init(self, *a, **k))[1])
+    t0 = time.perf_counter()
+    with pytest.raises(ckpt.CheckpointError, match=message) as err:
+        ckpt.load_model(tmp_path / "g")
+    assert time.perf_counter() - t0 < 10  # hidden 200000 would try to allocate 640 GB
+    assert "cpu" not in built, "the model was allocated before the description was refused"
+    assert str(tmp_path / "g") in str(err.value)  # names the file
+    if case not in ("class-unknown", "future-field", "config-other-model"):
+        assert "save the model again" in str(err.value)  # and the fix
+
+
+def test_good_description_still_loads_after_checks(tmp_path):
+    cls, _ = _graves(tmp_path)
+    model, _ = ckpt.load_model(tmp_path / "g")
+    assert isinstance(model, cls) and model.config.hidden == 8 and model.alphabet.chars == "abc"
+
+
+def test_config_from_dict_checks_types_and_tuples():
+    cfg = ckpt.config_from_dict(NetConfig, {"sizes": [1, 2], "names": ["x"], "scale": 2, "note": None})
+    assert cfg.sizes == (1, 2) and cfg.names == ("x",) and cfg.scale == 2.0 and isinstance(cfg.scale, float)
+    with pytest.raises(ckpt.CheckpointError, match=r"model\.config\.sizes is \[1, 2, 3\], expected a list of 2 items"):
+        ckpt.config_from_dict(NetConfig, {"sizes": [1, 2, 3]})
+    with pytest.raises(ckpt.CheckpointError, match=r"model\.config\.note is 5, expected a string or null"):
+        ckpt.config_from_dict(NetConfig, {"note": 5})
+    with pytest.raises(ckpt.CheckpointError, match=r"model\.config\.scale is NaN, expected a finite number"):
+        ckpt.config_from_dict(NetConfig, {"scale": float("nan")})
+
+    @dataclass
+    class Needs:
+        size: int
+
+    with pytest.raises(ckpt.CheckpointError, match=r"model\.config\.size is missing \(Needs needs it\)"):
+        ckpt.config_from_dict(Needs, {})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training state checksum
+
+
+def _state(tmp_path):
+    t = {"model.w": torch.arange(64.0), "rng.torch": torch.get_rng_state(), "half": torch.ones(3, dtype=torch.bfloat16)}
+    return ckpt.save_training_state(tmp_path / "state", t, {"step": 3, "best": 1.5}), t
+
+
+def test_training_state_bit_flip_in_tensors_is_refused(tmp_path):
+    path, t = _state(tmp_path)
+    tensors, meta = ckpt.load_training_state(path)
+    assert meta["step"] == 3 and all(torch.equal(tensors[k], t[k]) for k in t)
+    blob = bytearray(path.read_bytes())
+    blob[-100] ^= 0x01  # one bit inside model.w / the RNG state
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ckpt.CheckpointError, match=r"state\.safetensors: the training state is damaged.*earlier.*start the run over"):
+        ckpt.load_training_state(path)
+
+
+def test_training_state_edit_of_its_json_is_refused(tmp_path):
+    path, _ = _state(tmp_path)
+    blob = path.read_bytes()
+    assert blob.count(b'\\"step\\": 3') == 1  # the JSON is a string inside the safetensors header
+    path.write_bytes(blob.replace(b'\\"step\\": 3', b'\\"step\\": 7'))  # still valid JSON, same length
+    with pytest.raises(ckpt.CheckpointError, match="damaged"):
+        ckpt.load_training_state(path)
+
+
+def test_training_state_without_checksum_loads_with_a_warning(tmp_path):
+    """States written before the checksum existed still resume."""
+    from safetensors.torch import save_file
+
+    body = json.dumps({"format": ckpt.STATE_FORMAT, "format_version": 1, "step": 5})
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "state.safetensors"), metadata={"format": "pt", "handwriting": body})
+    with pytest.warns(UserWarning, match="before training states carried a checksum"):
+        tensors, meta = ckpt.load_training_state(tmp_path)
+    assert meta["step"] == 5 and torch.equal(tensors["a"], torch.zeros(2))
+
+
+def test_portable_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert ckpt.portable_path("runs/x/best.safetensors") == "runs/x/best.safetensors"
+    assert ckpt.portable_path(tmp_path / "runs" / "best.safetensors") == "runs/best.safetensors"
+    assert ckpt.portable_path("/elsewhere/on/this/machine/best.safetensors") == "best.safetensors"
 
 
 def test_provenance_helpers():

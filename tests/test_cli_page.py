@@ -67,7 +67,7 @@ def test_same_seed_same_page_and_paragraph_gap(letter, tmp_path):
 
 
 def test_the_real_write_path_with_a_small_checkpoint(tmp_path, capsys):
-    torch = pytest.importorskip("torch")
+    import torch
     from handwriting.checkpoint import save_model
     from handwriting.datasets.torch_data import Alphabet
     from handwriting.models.graves import SynthesisNetwork

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,36 @@ def test_cli_end_to_end(bigbank_path, tmp_path):
     r = subprocess.run([sys.executable, "-m", "handwriting", "data", "path", "bigbank"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "gone.zip does not name a file" in r.stderr and not r.stdout
+
+
+def _killed_download(dest: Path) -> Path:
+    """What a download killed mid-way leaves: atomic_write's temporary file, never renamed nor removed."""
+    code = ("import os, sys; from handwriting._io import atomic_write; "
+            "cm = atomic_write(sys.argv[1], 'wb'); cm.__enter__().write(b'half'); os._exit(9)")
+    subprocess.run([sys.executable, "-c", code, str(dest)], cwd=ROOT, check=False)
+    (part,) = [p for p in dest.parent.iterdir() if p.name.endswith(".part")]
+    return part
+
+
+def test_stale_temporary_files_are_removed(cache, tmp_path, monkeypatch):
+    src = tmp_path / "src.zip"
+    src.write_bytes(PAYLOAD)
+    spec = _pin(monkeypatch, src.as_uri())
+    dest = cache / spec.filename
+    old = _killed_download(dest)
+    assert old.name.startswith(f".{spec.filename}.")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    live = cache / f".{spec.filename}.abcd1234.part"  # another process's download, still being written
+    other = cache / ".synthbank_3000.json.zip.abcd1234.part"  # another data set's: not this lookup's business
+    for p in (live, other):
+        p.write_bytes(b"x")
+    os.utime(other, (hour_ago, hour_ago))
+    # looking the data set up cleans the cache of its dead downloads, even when it then fails
+    with pytest.raises(DataError, match="not found"):
+        dl.dataset_path("bigbank")
+    assert _leftovers(cache) == sorted([live.name, other.name])
+    # so does downloading
+    os.utime(live, (hour_ago, hour_ago))
+    assert dl.download("bigbank") == dest
+    assert _leftovers(cache) == sorted([other.name, dest.name])

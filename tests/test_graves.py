@@ -1,4 +1,5 @@
-"""Graves' networks: the fused training path equals a naive step-by-step implementation, the window behaves,
+"""Graves' networks: the fused training path equals the readable step-by-step reference (``forward_reference``),
+the window behaves,
 sampling stops, primes and is reproducible, and a small synthesis network learns a real word."""
 
 import json
@@ -12,16 +13,14 @@ import torch.nn.functional as F
 from handwriting import strokes as S
 from handwriting.models.graves import (
     GravesConfig,
-    GravesState,
     PredictionNetwork,
     Prime,
     SynthesisNetwork,
-    _LSTMRecurrence,
-    _WindowRecurrence,
     _shift_inputs,
     concat_texts,
     window_stop,
 )
+from handwriting.models.graves_fused import StepSampler, _LSTMRecurrence, _WindowRecurrence
 from handwriting.models.mdn import mdn_nll
 
 SMALL = dict(alphabet_size=12, hidden=16, layers=3, mixtures=3, window_mixtures=4, precision="fp32")
@@ -44,68 +43,6 @@ def _data(B=3, T=20, U=5, A=12, seed=0, dtype=torch.float32):
     return x, text
 
 
-# ----------------------------------------------------------------------------------------------------------
-# a naive reference: every layer stepped with explicit LSTM arithmetic, autograd through everything
-
-
-_CLIP = {"lstm": None, "output": None}  # Graves' derivative clipping in the naive reference (hooks)
-
-
-def _clamped(t, limit):
-    if limit is not None and t.requires_grad:
-        t.register_hook(lambda g: g.clamp(-limit, limit))
-    return t
-
-
-def _cell(inp, h, c, lstm):
-    g = inp @ lstm.weight_ih_l0.t() + lstm.bias_ih_l0 + h @ lstm.weight_hh_l0.t() + lstm.bias_hh_l0
-    g = _clamped(g, _CLIP["lstm"])
-    i, f, gg, o = g.chunk(4, -1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
-def naive_synthesis(model, x, text):
-    cfg = model.config
-    B, T, _ = x.shape
-    U, H, K, L = text.shape[1], cfg.hidden, cfg.window_mixtures, cfg.layers
-    dt = x.dtype
-    mask = (text != 0).to(dt)
-    onehot = F.one_hot(text, cfg.alphabet_size).to(dt)
-    h = [torch.zeros(B, H, dtype=dt) for _ in range(L)]
-    c = [torch.zeros(B, H, dtype=dt) for _ in range(L)]
-    kappa = torch.zeros(B, K, dtype=dt)
-    w = torch.zeros(B, cfg.alphabet_size, dtype=dt)
-    u = torch.arange(1, U + 1, dtype=dt)
-    raws, phis = [], []
-    for t in range(T):
-        xt = x[:, t]
-        h[0], c[0] = _cell(torch.cat([xt, w], 1), h[0], c[0], model.lstms[0])
-        a, b, k = torch.exp(model.window(h[0])).chunk(3, -1)
-        kappa = kappa + cfg.kappa_scale * k
-        phi = (a.unsqueeze(-1) * torch.exp(-b.unsqueeze(-1) * (kappa.unsqueeze(-1) - u) ** 2)).sum(1) * mask
-        w = (phi.unsqueeze(-1) * onehot).sum(1)
-        for n in range(1, L):
-            h[n], c[n] = _cell(torch.cat([xt, w, h[n - 1]], 1), h[n], c[n], model.lstms[n])
-        raws.append(_clamped(model.head.linear(torch.cat(h, 1)), _CLIP["output"]))
-        phis.append(phi)
-    return model.head.split(torch.stack(raws, 1)), torch.stack(phis, 1)
-
-
-def naive_prediction(model, x):
-    cfg = model.config
-    B, T, _ = x.shape
-    h = [torch.zeros(B, cfg.hidden, dtype=x.dtype) for _ in range(cfg.layers)]
-    c = [torch.zeros(B, cfg.hidden, dtype=x.dtype) for _ in range(cfg.layers)]
-    raws = []
-    for t in range(T):
-        for n in range(cfg.layers):
-            inp = x[:, t] if n == 0 else torch.cat([x[:, t], h[n - 1]], 1)
-            h[n], c[n] = _cell(inp, h[n], c[n], model.lstms[n])
-        raws.append(_clamped(model.head.linear(torch.cat(h, 1)), _CLIP["output"]))
-    return model.head.split(torch.stack(raws, 1))
-
-
 def _params_close(a, b, **tol):
     for name in ("pi_logits", "mu", "log_sigma", "rho", "eos_logit"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), **tol)
@@ -122,9 +59,17 @@ def test_synthesis_forward_equals_naive_reference_fp32():
     inp = _shift_inputs(x)
     out = model(inp, text, internals=True)
     with torch.no_grad():
-        ref, ref_phi = naive_synthesis(model, inp, text)
-    _params_close(out.params, ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out.internals["phi"], ref_phi, atol=1e-5, rtol=1e-5)
+        ref = model.forward_reference(inp, text)
+    _params_close(out.params, ref.params, atol=1e-5, rtol=1e-5)
+    for name in ("phi", "alpha", "beta", "kappa", "w"):
+        torch.testing.assert_close(out.internals[name], ref.internals[name], atol=1e-5, rtol=1e-5, msg=name)
+    for name in ("h", "c", "kappa", "phi"):
+        torch.testing.assert_close(getattr(out.state, name), getattr(ref.state, name), atol=1e-5, rtol=1e-5, msg=name)
+    # both continue a sequence from a state the same way
+    more = _shift_inputs(_data(T=6, seed=1)[0])
+    with torch.no_grad():
+        a, b = model(more, text, state=out.state), model.forward_reference(more, text, state=ref.state)
+    _params_close(a.params, b.params, atol=1e-5, rtol=1e-5)
 
 
 def test_synthesis_gradients_equal_naive_reference_fp64():
@@ -134,15 +79,15 @@ def test_synthesis_gradients_equal_naive_reference_fp64():
     inp = _shift_inputs(x)
     params = list(model.parameters())
     g_fast = torch.autograd.grad(mdn_nll(model(inp, text).params, x).sum(), params)
-    g_ref = torch.autograd.grad(mdn_nll(naive_synthesis(model, inp, text)[0], x).sum(), params)
+    g_ref = torch.autograd.grad(mdn_nll(model.forward_reference(inp, text).params, x).sum(), params)
     for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=name)
 
 
 @pytest.mark.parametrize("kind", ["synthesis", "prediction"])
 def test_graves_clipping_equals_clamping_every_gate_and_output_derivative(kind):
-    """set_gradient_clipping clamps inside the hand-written backward exactly as hooks on the naive model's
-    gate pre-activations and outputs do, and the limits are small enough here to change the gradients."""
+    """set_gradient_clipping clamps inside the hand-written backward exactly as forward_reference's hooks on
+    the gate pre-activations and outputs do, and the limits are small enough here to change the gradients."""
     torch.manual_seed(3)
     cls = SynthesisNetwork if kind == "synthesis" else PredictionNetwork
     model = cls(GravesConfig(**SMALL)).double()
@@ -150,26 +95,21 @@ def test_graves_clipping_equals_clamping_every_gate_and_output_derivative(kind):
     inp = _shift_inputs(x)
     params = list(model.parameters())
 
-    def fast():
-        out = model(inp, text) if kind == "synthesis" else model(inp)
-        return torch.autograd.grad(mdn_nll(out.params, x).sum(), params)
+    args = (inp, text) if kind == "synthesis" else (inp,)
 
-    def naive():
-        ref = naive_synthesis(model, inp, text)[0] if kind == "synthesis" else naive_prediction(model, inp)
-        return torch.autograd.grad(mdn_nll(ref, x).sum(), params)
+    def grads(forward):
+        return torch.autograd.grad(mdn_nll(forward(*args).params, x).sum(), params)
 
-    unclipped = fast()
+    unclipped = grads(model)
     model.set_gradient_clipping(output=0.5, lstm=0.05)
-    _CLIP.update(output=0.5, lstm=0.05)
     try:
-        g_fast, g_ref = fast(), naive()
+        g_fast, g_ref = grads(model), grads(model.forward_reference)
     finally:
-        _CLIP.update(output=None, lstm=None)
         model.set_gradient_clipping(None, None)
     for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=name)
     assert any(not torch.allclose(a, b) for a, b in zip(g_fast, unclipped)), "the limits should bite"
-    for a, b in zip(fast(), unclipped):  # switched off again
+    for a, b in zip(grads(model), unclipped):  # switched off again
         torch.testing.assert_close(a, b)
 
 
@@ -179,11 +119,13 @@ def test_prediction_forward_and_gradients_equal_naive_reference():
     x, _ = _data(dtype=torch.float64)
     inp = _shift_inputs(x)
     out = model(inp)
-    ref = naive_prediction(model, inp)
-    _params_close(out.params, ref, atol=1e-10, rtol=1e-10)
+    ref = model.forward_reference(inp)
+    _params_close(out.params, ref.params, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(out.state.h, ref.state.h, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(out.state.c, ref.state.c, atol=1e-10, rtol=1e-10)
     params = list(model.parameters())
     g_fast = torch.autograd.grad(mdn_nll(out.params, x).sum(), params)
-    g_ref = torch.autograd.grad(mdn_nll(ref, x).sum(), params)
+    g_ref = torch.autograd.grad(mdn_nll(ref.params, x).sum(), params)
     for a, b in zip(g_fast, g_ref):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
 
@@ -474,14 +416,13 @@ def _overfit(model, batch, text, off):
 
 
 def test_fast_step_sampler_draws_from_the_biased_mixture():
-    from handwriting.models.graves import _Sampler
     from handwriting.models.mdn import split_raw
 
     M, N = 3, 100_000
     g = torch.Generator().manual_seed(0)
     raw = torch.randn(1, 1 + 6 * M, generator=g).expand(N, -1).contiguous()
     for bias in (0.0, 1.0):
-        sampler = _Sampler(N, M, 1, bias, torch.Generator().manual_seed(1), "cpu", -7.0, 4.0, 1 - 1e-4)
+        sampler = StepSampler(N, M, 1, bias, torch.Generator().manual_seed(1), "cpu", -7.0, 4.0, 1 - 1e-4)
         fast = sampler(raw, 0)
         p = split_raw(raw[:1], M)
         pi = torch.softmax(p.pi_logits[0] * (1 + bias), 0)

@@ -284,3 +284,20 @@ def test_readers(tmp_path):
     assert read_split(s) == ["a01-000u", "a01-000x"]
     assert iam.SPLITS["train"] == ("trainset", "testset_f", "testset_t") and iam.SPLITS["valid"] == ("testset_v",)
     assert iam.BROKEN_LINES == {"a08-551z-08", "a08-551z-09"} and iam.MAX_OFFSET == 1000
+
+
+@pytest.mark.parametrize(
+    "strokes, message",
+    [
+        ([[(1, 2), (3, 4)], [(5, 6), ("1e300", 7)]], r"stroke 1, point 1: x=1e\+300, y=7"),  # beyond float32
+        ([[(1, 2), ("3e38", 4)], [("-3e38", 6)]], r"stroke 1, point 0: x=-3e\+38, y=6"),  # only the move overflows
+    ],
+)
+def test_coordinates_that_overflow_are_named(iam_root, strokes, message):
+    bad = iam_root / "lineStrokes" / "a01" / "a01-000" / "a01-000x-02.xml"
+    bad.write_text(_xml(strokes))
+    for max_offset in (iam.MAX_OFFSET, None):  # not mistaken for an outlier, nor loaded as inf
+        with pytest.raises(DataError, match=rf"a01-000x-02\.xml: {message}.*too large.*lineStrokes-all\.tar\.gz"):
+            load_iam(iam_root, "testset_f", max_offset=max_offset)
+    s = load_iam(iam_root, "testset_f", max_offset=None, strict=False)
+    assert s.report.malformed == ["a01-000x-02"] and all(np.isfinite(x.offsets).all() for x in s)

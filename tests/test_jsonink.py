@@ -419,3 +419,98 @@ def test_module_documents_the_schema():
                 "fki.tic.heia-fr.ch", "load_iam"):
         assert key in text, key
     assert math.isfinite(jsonink.MAX_JUMP)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# hostile zips and coordinates that overflow
+
+
+def _encrypt_flag(path: Path) -> Path:
+    """Mark every member of a zip as encrypted (flag bit 0 in the local and central headers), as `zip -e` does.
+
+    Python's zipfile cannot write encrypted members; the flag is what readers act on."""
+    raw = bytearray(path.read_bytes())
+    for sig, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        k = raw.find(sig)
+        while k >= 0:
+            raw[k + flags_at] |= 0x1
+            k = raw.find(sig, k + 4)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_encrypted_zip_member_is_refused(tmp_path):
+    p = _encrypt_flag(_write_zip(tmp_path / "locked.zip", [_word("a")], member="words.json"))
+    assert zipfile.ZipFile(p).infolist()[0].flag_bits & 0x1
+    with pytest.raises(DataError, match=r"locked\.zip \(member words\.json\): .*encrypted.*decrypt.*re-zip"):
+        load_bigbank(p)
+    with pytest.raises(DataError, match=r"locked\.zip \(member words\.json\): .*encrypted"):
+        load_samples(p)
+
+
+def test_zip_bomb_is_refused_before_inflating(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonink, "MAX_ZIP_MEMBER", 100_000)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("words.json", b"[" + b" " * 1_000_000 + b"]")  # 1 MB that deflates to ~1 kB
+    assert bomb.stat().st_size < 10_000
+    with pytest.raises(DataError, match=r"bomb\.zip \(member words\.json\): .*1,000,002 bytes.*100,000.*unzip") as exc:
+        load_bigbank(bomb)
+    assert "MAX_ZIP_MEMBER" in str(exc.value)
+    # a small member under the cap still loads
+    assert len(load_bigbank(_write_zip(tmp_path / "ok.zip", [_word("a")]))) == 1
+    assert jsonink.MAX_ZIP_MEMBER >= 100_000
+
+
+def test_zip_member_larger_than_its_header_says_is_refused(tmp_path, monkeypatch):
+    """The header's size can lie: the cap also holds while inflating."""
+    monkeypatch.setattr(jsonink, "MAX_ZIP_MEMBER", 100_000)
+    p = tmp_path / "liar.zip"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("words.json", b"[" + b" " * 1_000_000 + b"]")
+    raw = bytearray(p.read_bytes())
+    for sig, size_at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # uncompressed size: claim 1,000 bytes
+        k = raw.find(sig)
+        raw[k + size_at : k + size_at + 4] = (1000).to_bytes(4, "little")
+    p.write_bytes(bytes(raw))
+    assert zipfile.ZipFile(p).infolist()[0].file_size == 1000
+    with pytest.raises(DataError, match=r"liar\.zip"):
+        load_bigbank(p)
+
+
+@pytest.mark.parametrize(
+    "points, ratio, where, value",
+    [
+        # finite in the file, but x × aspectRatio is beyond float64 ...
+        ([[0.1, 0.6, 1], [1e308, 0.5, 0]], 6, r"points\[1\]", r"1e\+308"),
+        # ... or beyond float32 (the offsets' type)
+        ([[0.1, 0.6, 1], [1e300, 0.5, 0]], 6, r"points\[1\]", r"1e\+300"),
+        ([[1e39, 0.6, 0]], 1, r"points\[0\]", r"1e\+39"),
+        # each point is in range, the move between them is not
+        ([[3e38, 0.6, 1], [-3e38, 0.5, 0]], 1, r"points\[1\]", r"-3e\+38"),
+    ],
+)
+def test_bigbank_coordinates_that_overflow_are_named(tmp_path, points, ratio, where, value):
+    words = [_word("a"), _word("b", points=points, ratio=ratio)]
+    path = _write_json(tmp_path / "huge.json", words)
+    for max_jump in (jsonink.MAX_JUMP, None):
+        with pytest.raises(DataError, match=rf"huge\.json: sample 1, field {where}: .*{value}.*too large") as exc:
+            load_bigbank(path, max_jump=max_jump)
+        assert "fix the point or remove the item" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "strokes, where, value",
+    [
+        ([[[0, 0], [1e300, 1]]], r"strokes\[0\]\[1\]", r"1e\+300"),
+        ([[[0, 0]], [[1, 3e38], [1, -3e38]]], r"strokes\[1\]\[1\]", r"-3e\+38"),  # only the move overflows
+        ([[[1e39, 0]]], r"strokes\[0\]\[0\]", r"1e\+39"),
+    ],
+)
+def test_own_format_coordinates_that_overflow_are_named(tmp_path, strokes, where, value):
+    doc = _doc()
+    doc["samples"][1]["strokes"] = strokes
+    path = _write_json(tmp_path / "huge.json", doc)
+    for max_jump in (jsonink.MAX_JUMP, None):
+        with pytest.raises(DataError, match=rf"huge\.json: sample 1, field {where}: .*{value}.*too large.*fix"):
+            load_samples(path, max_jump=max_jump)

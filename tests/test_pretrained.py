@@ -3,6 +3,7 @@ the metadata of how it was trained, and does its job (the generators write the c
 for; the recognizer reads held-out real words)."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -111,3 +112,97 @@ def test_short_aliases_name_the_bigbank_models():
     assert pretrained.find_pretrained("graves").stem == "graves-synthesis-bigbank"
     assert pretrained.find_pretrained("transformer").stem == "cursive-transformer-bigbank"
     assert pretrained.load_pretrained("recognizer").pretrained_name == "recognizer-bigbank"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `handwriting models` with broken files around: one bad model never hides the others
+
+
+def _models_args(**kw):
+    import argparse
+
+    return argparse.Namespace(**{"json": False, "verify": False, "publish": None, "description": None, **kw})
+
+
+@pytest.fixture
+def broken_dir(tmp_path, monkeypatch):
+    """A pretrained directory (the only one) with one good model and one of each kind of broken one."""
+    src = pretrained.find_pretrained("graves-prediction-tiny")
+    weights, meta = src.read_bytes(), json.loads(src.with_suffix(".json").read_text())
+    d = tmp_path / "models"
+    d.mkdir()
+
+    def put(name, description, with_weights=True):
+        if description is not None:
+            (d / f"{name}.json").write_text(description if isinstance(description, str) else json.dumps(description))
+        if with_weights:
+            (d / f"{name}.safetensors").write_bytes(weights)
+
+    put("good", meta)
+    put("a-list", [meta])
+    put("garbage", "{not json")
+    bad = json.loads(json.dumps(meta))
+    bad["model"]["config"]["hidden"] = "abc"
+    put("hidden-abc", bad)
+    put("no-description", None)
+    put("no-weights", meta, with_weights=False)
+    put("notes", {"some": "other file"}, with_weights=False)  # not a model: not listed at all
+    monkeypatch.setenv("HANDWRITING_PRETRAINED", str(d))
+    monkeypatch.setattr(pretrained, "REPO_DIR", tmp_path / "none")
+    return d
+
+
+BROKEN = {"a-list": "the top level is", "garbage": "not a readable JSON", "hidden-abc": r'model\.config\.hidden is "abc"',
+          "no-description": "no-description.json: missing", "no-weights": "no-weights.safetensors: missing"}
+
+
+def test_listing_survives_broken_files(broken_dir):
+    assert [m["name"] for m in pretrained.list_pretrained()] == ["good"]  # every entry returned is usable
+    listed = {m["name"]: m for m in pretrained.list_pretrained(include_broken=True)}
+    assert set(listed) == {"good", *BROKEN}
+    assert listed["good"]["error"] is None and listed["good"]["class"] == "PredictionNetwork"
+    for name, message in BROKEN.items():
+        assert re.search(message, listed[name]["error"]) and "\n" not in listed[name]["error"], name
+
+
+def test_models_command_lists_the_good_and_reports_the_broken(broken_dir, capsys):
+    assert pretrained.run(_models_args()) == 0  # a plain listing only reports
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("good ") and "PredictionNetwork" in line for line in out)
+    for name, message in BROKEN.items():
+        assert any(line.startswith(f"{name}  (DAMAGED)") for line in out), name
+        assert sum(1 for line in out if line.startswith(f"{name}: ") and re.search(message, line)) == 1, name
+    assert pretrained.run(_models_args(verify=True)) == 1  # --verify: a broken model is a failure
+    capsys.readouterr()
+    assert pretrained.run(_models_args(verify=True, json=True)) == 1
+    verified = {m["name"]: m["verified"] for m in json.loads(capsys.readouterr().out)}
+    assert verified == {"good": True, **{n: False for n in BROKEN}}
+
+
+def test_models_verify_passes_when_all_are_good(broken_dir, capsys):
+    for p in broken_dir.iterdir():
+        if p.stem != "good":
+            p.unlink()
+    assert pretrained.run(_models_args(verify=True)) == 0
+    assert "good" in capsys.readouterr().out
+
+
+def test_publish_records_a_relative_path_and_writes_a_pair(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    src = pretrained.find_pretrained("graves-prediction-tiny").resolve()  # an absolute path
+    monkeypatch.chdir(tmp_path)
+    meta = json.loads(pretrained.publish(src, "copy", directory=tmp_path / "a").with_suffix(".json").read_text())
+    assert meta["published_from"] == src.name  # not this machine's folders
+    calls = []
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the description
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        pretrained.publish(src, "copy", directory=tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []  # neither file, no temporaries

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from handwriting import checkpoint as ckpt
-from handwriting.train import GravesClipper, TrainConfig, Trainer, TrainError, lr_factor
+from handwriting.devices import bf16_matmul_supported
+from handwriting.train import GravesClipper, Logger, TrainConfig, Trainer, TrainError, lr_factor
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +138,7 @@ def make(steps: int, out_dir=None, kind: str = "shuffle", seed: int = 0, **cfg) 
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = TinyModel()
-    config = TrainConfig(steps=steps, lr=1e-2, seed=seed, progress=False, out_dir=out_dir, **cfg)
+    config = TrainConfig(steps=steps, seed=seed, progress=False, out_dir=out_dir, **{"lr": 1e-2, **cfg})
     return Trainer(model, loader(kind), loader("plain", n=8), config)
 
 
@@ -306,10 +307,45 @@ def test_config_validation():
         TrainConfig(steps=None)
 
 
+needs_native_bf16 = pytest.mark.skipif(
+    not bf16_matmul_supported("cpu"),
+    reason="this CPU has no native bf16 (AVX-512-BF16 or AMX): --amp bf16 is refused here (tested below)",
+)
+
+
+@needs_native_bf16
 def test_bf16_autocast_on_cpu():
     t = make(3, amp="bf16", optimizer="adamw")
     t.fit()
     assert all(math.isfinite(r["loss"]) for r in t.history)
+
+
+def test_bf16_is_refused_in_one_line_where_the_cpu_emulates_it(monkeypatch):
+    import handwriting.train.loop as loop
+
+    monkeypatch.setattr(loop, "bf16_matmul_supported", lambda device: False)
+    with pytest.raises(TrainError, match="no native bf16.*use --amp none"):
+        make(3, amp="bf16")
+
+
+def test_cpu_without_bf16_is_recognised_from_onednns_isa_cap(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes this machine behave as an AVX2-only CPU (how the suite is checked for one)."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not bf16_matmul_supported("cpu")
+
+
+@needs_native_bf16
+def test_graves_network_trains_under_bf16_from_the_command_line(tmp_path):
+    """--amp bf16 sets the Graves network's own matmul precision (autocast cannot reach its fused
+    recurrences: it used to fail with 'mat1 and mat2 must have the same dtype')."""
+    from handwriting.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "graves", "--data", "synthetic", "--synthetic", "40", "--size", "tiny", "--steps", "2",
+               "--amp", "bf16", "--eval-every", "2", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    meta = ckpt.read_meta(out / "final")
+    assert meta["model"]["config"]["precision"] == "bf16"
 
 
 def test_epochs_mode_and_validation_units():
@@ -422,10 +458,8 @@ def test_graves_clipping_fallback_and_native_protocol():
 
 
 def _require(module: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        pytest.skip(f"{module} is not available yet ({exc})")
+    """The package's own modules: a broken import fails the test (it must never be skipped)."""
+    return importlib.import_module(module)
 
 
 def test_resume_exact_with_graves_and_bucket_sampler(tmp_path):
@@ -607,7 +641,7 @@ def test_resuming_a_transformer_run_saved_before_the_end_marker_keeps_it_without
     from argparse import Namespace
 
     from handwriting import checkpoint as ck
-    from handwriting.train import _options
+    from handwriting.train.command import _options
 
     old = {"model": "transformer", "data": "bigbank", "size": "small", "steps": 10}
     monkeypatch.setattr(ck, "load_training_state", lambda path: (None, {"meta": {"training": {"options": old}}}))
@@ -615,3 +649,127 @@ def test_resuming_a_transformer_run_saved_before_the_end_marker_keeps_it_without
     new = dict(old, end_marker=None)
     monkeypatch.setattr(ck, "load_training_state", lambda path: (None, {"meta": {"training": {"options": new}}}))
     assert _options(Namespace(resume="runs/new"))["end_marker"] is None  # built with the marker, as it was
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training never clobbers or loses work, and refuses what it cannot do
+
+
+TINY_RUN = ["train", "graves", "--data", "synthetic", "--synthetic", "24", "--size", "tiny", "--batch-size", "4",
+            "--no-progress"]  # fmt: skip
+
+
+def test_an_existing_run_is_never_overwritten_unasked(tmp_path, capsys):
+    from handwriting.cli import main
+
+    out = tmp_path / "run"
+    assert main(TINY_RUN + ["--steps", "2", "--out", str(out)]) == 0
+    before = (out / "final.safetensors").read_bytes()
+    assert main(TINY_RUN + ["--steps", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert (out / "final.safetensors").read_bytes() == before  # untouched
+    assert main(TINY_RUN + ["--steps", "3", "--out", str(out), "--resume", str(out), "--overwrite"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert main(TINY_RUN + ["--steps", "3", "--seed", "1", "--out", str(out), "--overwrite"]) == 0
+    assert ckpt.read_meta(out / "final")["training"]["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    "extra,named",
+    [(["--limit", "0"], "--limit"), (["--num-workers", "-1"], "--num-workers"), (["--seed", str(2**70)], "--seed"),
+     (["--clip-norm", "-1"], "--clip-norm"), (["--gamma", "nan"], "--gamma"), (["--lr", "inf"], "--lr"),
+     (["--valid-fraction", "1.5"], "--valid-fraction"), (["--device", "tpu"], "tpu"),
+     (["--steps", "0"], "--steps"), (["--downsample", "1"], "--downsample")],
+)  # fmt: skip
+def test_bad_training_options_fail_at_once_naming_the_option(tmp_path, capsys, monkeypatch, extra, named):
+    import handwriting.train.recipes as train
+    from handwriting.cli import main
+
+    def no_data(opts):
+        raise AssertionError("the data was loaded before the options were checked")
+
+    if named != "tpu":
+        monkeypatch.setattr(train, "load_data", no_data)
+    assert main(TINY_RUN + ["--out", str(tmp_path / "run")] + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_cuda_without_a_gpu_is_a_named_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from handwriting.cli import main
+
+    assert main(TINY_RUN + ["--steps", "1", "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_an_unwritable_out_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    import handwriting.train.recipes as train
+    from handwriting.cli import main
+
+    monkeypatch.setattr(train, "load_data", lambda opts: (_ for _ in ()).throw(AssertionError("loaded data")))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(TINY_RUN + ["--steps", "1", "--out", str(blocker / "run")]) == 2
+    assert "cannot write there" in capsys.readouterr().err
+
+
+def test_a_diverged_run_fails_saying_so():
+    t = make(20, lr=1e30, clip="none")
+    with pytest.warns(RuntimeWarning, match="non-finite"), pytest.raises(TrainError, match="diverged"):
+        t.fit()
+    assert 2 < t.skipped_steps < t.config.max_bad_steps  # skipped steps not in a long enough row to stop it earlier
+
+
+class _SignalAt(Logger):
+    """A logger that sends the process a signal when step ``at`` is logged (as a user pressing Ctrl-C would)."""
+
+    def __init__(self, at: int, signum: int):
+        self.at, self.signum = at, signum
+
+    def log_scalars(self, values, step):
+        if step == self.at:
+            import os
+
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_state_that_resumes_exactly(tmp_path, signame):
+    import signal
+
+    from handwriting.train import TrainingInterrupted
+
+    straight = make(13, kind="stateful")
+    straight.fit()
+    torch.manual_seed(0)
+    np.random.seed(0)
+    config = TrainConfig(steps=13, lr=1e-2, seed=0, progress=False, out_dir=tmp_path / "run", log_every=1)
+    t = Trainer(TinyModel(), loader("stateful"), loader("plain", n=8), config, _SignalAt(6, getattr(signal, signame)))
+    with pytest.raises(TrainingInterrupted, match=f"{signame} at step 6.*--resume") as info:
+        t.fit()
+    assert info.value.exit_code == 128 + getattr(signal, signame)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    resumed = make(13, out_dir=tmp_path / "run", kind="stateful")
+    resumed.load_state(tmp_path / "run")
+    assert resumed.step == 6
+    resumed.fit()
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history][6:]
+
+
+def test_model_descriptions_hold_no_absolute_paths(tmp_path):
+    from handwriting.cli import main
+    from handwriting.datasets.jsonink import save_samples
+    from handwriting.datasets.synthetic import random_words, synthesize
+
+    data = tmp_path / "mine.json"
+    save_samples(data, synthesize(random_words(24, seed=0), seed=0))
+    out = tmp_path / "run"
+    argv = ["train", "graves", "--data", f"json:{data}", "--size", "tiny", "--batch-size", "4", "--steps", "2",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    text = (out / "final.json").read_text()
+    assert str(tmp_path) not in text and "mine.json" in text
+    assert main(["train", "--resume", str(out), "--steps", "3", "--no-progress"]) == 0  # the state keeps what resume needs

@@ -324,10 +324,13 @@ def test_overfit_one_bigbank_word(bigbank_path, end_marker):
     assert abs(len(a) - len(b)) <= 2
 
 
-def test_benchmark_reference_style_model_computes_the_same_function():
+def test_benchmark_reference_style_model_computes_the_same_function(monkeypatch):
     """The benchmark's reference-style model (explicit attention matrices) and ours agree given the same
     weights, so the speed comparison is between two ways of computing one function."""
-    from handwriting.bench_transformer import ReferenceStyleTransformer, format_table
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not in the package
+    from benchmarks.bench_transformer import ReferenceStyleTransformer, format_table
 
     m = tiny()
     text, mask = texts()

@@ -282,7 +282,7 @@ def test_smooth_primes_with_the_sample_at_each_bias():
 
 
 def test_panel_and_smooth_with_a_real_synthesis_network():
-    torch = pytest.importorskip("torch")
+    import torch
     from handwriting.datasets.torch_data import Alphabet
     from handwriting.models.graves import SynthesisNetwork
     from handwriting.strokes import Normalizer

@@ -1,15 +1,17 @@
-"""Download or locate the data sets (bigbank).
+"""Download or locate the data sets: bigbank (random strings) and synthbank (English words).
 
-``handwriting data download bigbank`` fetches the cursive transformer's ``bigbank_3500.json.zip`` from a
-pinned commit, checks its SHA-256 and stores it in the cache directory; ``--from FILE`` installs a copy you
-already have (offline machines) with the same check.  ``handwriting data path bigbank`` prints where the
-file is found.  Nothing in the package touches the network except :func:`download`.
+Both are the cursive transformer's (Greydanus & Wimpee 2025), written by one writer in the same format.
+``handwriting data download NAME`` fetches the file from a pinned commit, checks its SHA-256 and stores it in
+the cache directory; ``--from FILE`` installs a copy you already have (offline machines) with the same check.
+``handwriting data path NAME`` prints where the file is found.  Nothing in the package touches the network
+except :func:`download`.
 
-Where bigbank is looked for (:func:`bigbank_path`), in order:
+Where a data set is looked for (:func:`dataset_path`; :func:`bigbank_path` for bigbank), in order:
 
-1. ``$HANDWRITING_BIGBANK`` if set (any file in the bigbank format, ``.zip`` or ``.json``; not checksummed);
-2. ``$HANDWRITING_DATA/bigbank_3500.json.zip`` (default ``~/.cache/handwriting``) if its checksum is right;
-3. ``<checkout>/../shared/data/bigbank_3500.json.zip`` beside a development checkout, if its checksum is right;
+1. ``$HANDWRITING_BIGBANK`` / ``$HANDWRITING_SYNTHBANK`` if set (any file in the format, ``.zip`` or ``.json``;
+   not checksummed);
+2. ``$HANDWRITING_DATA/<file>`` (default ``~/.cache/handwriting``) if its checksum is right;
+3. ``<checkout>/../shared/data/<file>`` beside a development checkout, if its checksum is right;
 4. a fresh download when ``download=True``; otherwise a :class:`DataError` that says what to run.
 
 IAM-OnDB cannot be downloaded automatically (it needs a registration); see ``data/README.md``.
@@ -24,19 +26,22 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import atomic_write
+from .._io import atomic_write, remove_stale_temporaries
 from ..errors import DataError
 
-__all__ = ["DATASETS", "DatasetFile", "DownloadError", "bigbank_path", "data_dir", "download", "sha256_file"]
+__all__ = ["DATASETS", "DatasetFile", "DownloadError", "bigbank_path", "data_dir", "dataset_path", "download",
+           "sha256_file"]
 
 EPILOG = """\
 examples:
   handwriting data download bigbank                 fetch (2.9 MB) into the cache and verify it
   handwriting data download bigbank --from FILE     install a copy you already have (offline)
   handwriting data path bigbank                     print where bigbank_3500.json.zip is found
+  handwriting data download synthbank               the 3,000 English words (2.9 MB)
 
 environment:
   HANDWRITING_BIGBANK  use this bigbank file instead of searching
+  HANDWRITING_SYNTHBANK  use this synthbank file instead of searching
   HANDWRITING_DATA     the cache directory (default ~/.cache/handwriting)
 
 IAM-OnDB needs a (free, non-commercial) registration and cannot be downloaded by this command:
@@ -77,6 +82,16 @@ DATASETS: dict[str, DatasetFile] = {
         ),
         sha256="4a42598977414303a0bd4d03c805beb3ce6626b57a364a9c07c839f0cd591b1f",
         size=2_944_143,
+    ),
+    "synthbank": DatasetFile(
+        name="synthbank",
+        filename="synthbank_3000.json.zip",
+        url=(
+            "https://raw.githubusercontent.com/greydanus/cursivetransformer/"
+            "01639fbe89371073369530c9c7993624a301419f/data/synthbank.json.zip"
+        ),
+        sha256="38088a19a3b70b93b9f46183471838ed1fcd30d97b9de9b5113601914d68b6a3",
+        size=2_946_157,
     ),
 }
 
@@ -135,29 +150,35 @@ def _matches(path: Path, spec: DatasetFile) -> bool:
 
 def bigbank_path(download: bool = False) -> Path:
     """Find ``bigbank_3500.json.zip`` (see the module docstring for the order); download it if asked."""
-    spec = DATASETS["bigbank"]
-    env = os.environ.get("HANDWRITING_BIGBANK")
+    return dataset_path("bigbank", download=download)
+
+
+def dataset_path(name: str, download: bool = False) -> Path:
+    """Find data set ``name``'s file (see the module docstring for the order); download it if asked."""
+    spec = _spec(name)
+    var = f"HANDWRITING_{name.upper()}"
+    env = os.environ.get(var)
     if env:
         p = Path(env).expanduser()
         if not p.is_file():
             raise DataError(
-                f"HANDWRITING_BIGBANK={env} does not name a file; point it at bigbank_3500.json.zip "
-                "(or its .json) or unset it"
+                f"{var}={env} does not name a file; point it at {spec.filename} (or its .json) or unset it"
             )
         return p
     cached = data_dir() / spec.filename
+    remove_stale_temporaries(cached)  # left by a download that was killed
     if _matches(cached, spec):
         return cached
     dev = _dev_copy(spec)
     if _matches(dev, spec):
         return dev
     if download:
-        return globals()["download"]("bigbank")  # the parameter shadows the function's name
+        return globals()["download"](name)  # the parameter shadows the function's name
     corrupt = f" ({cached} exists but is not the expected file: its checksum differs)" if cached.exists() else ""
     raise DataError(
-        f"bigbank_3500.json.zip not found{corrupt}; run `python -m handwriting data download bigbank` "
-        f"(2.9 MB, checksummed), or on an offline machine `python -m handwriting data download bigbank --from PATH`, "
-        f"or set HANDWRITING_BIGBANK=/path/to/bigbank_3500.json.zip"
+        f"{spec.filename} not found{corrupt}; run `python -m handwriting data download {name}` "
+        f"({spec.size / 1e6:.1f} MB, checksummed), or on an offline machine "
+        f"`python -m handwriting data download {name} --from PATH`, or set {var}=/path/to/{spec.filename}"
     )
 
 
@@ -181,7 +202,8 @@ def download(
 
     An existing, verified copy is kept unless ``force``.  The bytes go to a temporary file beside the
     destination that replaces it only once the size and SHA-256 match; on any failure the temporary file
-    is removed and the destination is left as it was.  ``progress=None`` shows a bar on terminals only.
+    is removed and the destination is left as it was; temporary files of downloads that were killed
+    (untouched for ten minutes) are removed first.  ``progress=None`` shows a bar on terminals only.
     Returns the path of the verified file.
     """
     spec = _spec(name)
@@ -218,6 +240,7 @@ def _install(dest: Path, spec: DatasetFile, source: str, opener, total: int | No
     """Stream ``opener()`` into ``dest`` atomically, verifying size and SHA-256 before the file appears."""
     from tqdm.auto import tqdm
 
+    remove_stale_temporaries(dest)  # a download that was killed leaves its temporary file behind
     try:
         with atomic_write(dest, "wb") as out, opener() as src:
             if total is None:
@@ -255,11 +278,11 @@ def _install(dest: Path, spec: DatasetFile, source: str, opener, total: int | No
 def configure(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     d = sub.add_parser("download", help="download a data set into the cache and verify its checksum")
-    d.add_argument("name", metavar="NAME", help="data set: bigbank")
+    d.add_argument("name", metavar="NAME", help="data set: bigbank | synthbank")
     d.add_argument("--from", dest="from_path", metavar="PATH", help="install a local copy instead of downloading")
     d.add_argument("--force", action="store_true", help="download again even if a verified copy exists")
     p = sub.add_parser("path", help="print where a data set is found (never downloads)")
-    p.add_argument("name", metavar="NAME", help="data set: bigbank")
+    p.add_argument("name", metavar="NAME", help="data set: bigbank | synthbank")
 
 
 def run(args) -> int:
@@ -268,7 +291,6 @@ def run(args) -> int:
         print(path)
         return 0
     if args.action == "path":
-        _spec(args.name)
-        print(bigbank_path())
+        print(dataset_path(args.name))
         return 0
     raise DataError(f"unknown action {args.action!r}; use download or path")  # argparse prevents this

@@ -21,6 +21,9 @@ Splits (Graves 2013, §4; also the Viehmann notebook): ``"train"`` = trainset + 
 ``"valid"`` = testset_v; each official file can also be named on its own (``"trainset"``, ``"testset_v"``,
 ``"testset_f"``, ``"testset_t"``), and ``"all"`` takes every line found without reading split files.
 
+Coordinates too large for float32 offsets (finite in the file, but beyond ±3.4e38 once differenced) make
+the file malformed, not an outlier.
+
 Cleaning: the known broken lines ``a08-551z-08`` and ``a08-551z-09`` are skipped, and lines with any pen
 move (|dx| or |dy|) larger than ``max_offset`` = 1000 units are dropped as outliers.  The returned list has a
 ``report`` attribute (:class:`IAMReport`) that counts and names everything skipped; a summary is also
@@ -380,12 +383,21 @@ def load_iam(
             if len(pts) == 0:
                 report.empty.append(line_id)
                 continue
-            pts[:, 1] = -pts[:, 1]
-            pts[:, :2] -= pts[0, :2]
-            if max_offset is not None and len(pts) > 1 and np.abs(np.diff(pts[:, :2], axis=0)).max() > max_offset:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the point
+                line = pts * (1.0, -1.0, 1.0)  # y grows upwards; pts keeps the file's values for the message
+                line[:, :2] -= line[0, :2]
+                moves = to_offsets(line)
+                offsets = moves.astype(np.float32)
+            overflow = ~np.isfinite(offsets).all(axis=1)
+            if overflow.any():  # a corrupt point, not an outlier: too large to be drawn at all
+                if strict:
+                    raise _overflow_error(path, pts, int(np.argmax(overflow)))
+                report.malformed.append(line_id)
+                continue
+            if max_offset is not None and len(pts) > 1 and np.abs(moves[1:, :2]).max() > max_offset:
                 report.dropped_outliers.append(line_id)
                 continue
-            out.append(Sample(to_offsets(pts).astype(np.float32), text=texts[k - 1], writer=None, source=path.name))
+            out.append(Sample(offsets, text=texts[k - 1], writer=None, source=path.name))
     report.loaded = len(out)
     if not out and not (limit == 0):
         raise DataError(
@@ -394,6 +406,16 @@ def load_iam(
         )
     log.info(report.summary())
     return out
+
+
+def _overflow_error(path: Path, pts: np.ndarray, k: int) -> DataError:
+    ends = np.flatnonzero(pts[:k, 2])
+    first = int(ends[-1]) + 1 if len(ends) else 0
+    return DataError(
+        f"{path}: stroke {len(ends)}, point {k - first}: x={pts[k, 0]:g}, y={pts[k, 1]:g} is too large: it or the "
+        f"move from the previous point is beyond float32's range (±{np.finfo(np.float32).max:.2g}); replace the "
+        "file with the original from lineStrokes-all.tar.gz (or load with strict=False to skip it)"
+    )
 
 
 def _transcription_or_none(ascii_path: Path, strict: bool) -> list[str] | None:

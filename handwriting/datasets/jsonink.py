@@ -43,7 +43,10 @@ Bad input
 ---------
 Anything malformed raises :class:`~handwriting.errors.DataError` naming the file, the sample index, the field
 and the fix: unreadable zip or JSON (with line and column), a missing or mistyped field, NaN or infinite
-coordinates, a pen flag other than 0/1, an empty sample or stroke.  One-point strokes are legal and kept.
+coordinates, coordinates too large for float32 offsets (once multiplied by ``aspectRatio`` and differenced),
+a pen flag other than 0/1, an empty sample or stroke.  One-point strokes are legal and kept.  A zip member
+that is encrypted, or larger than ``MAX_ZIP_MEMBER`` (512 MiB) uncompressed, is refused: unzip it and pass
+the ``.json`` file.
 
 Impossible jumps: a move between two consecutive points longer than ``max_jump`` (default 50) times the
 median height of the file's samples is an error (it is almost always a corrupt point); pass
@@ -67,15 +70,17 @@ import numpy as np
 
 from .._io import atomic_write
 from ..errors import DataError
-from ..strokes import Sample, check_offsets, from_strokes, stroke_slices, to_absolute, to_offsets
+from ..strokes import Sample, check_offsets, from_strokes, reorder_late_marks, stroke_slices, to_absolute
 
 __all__ = [
     "BIGBANK_ALPHABET",
     "FORMAT",
     "VERSION",
     "MAX_JUMP",
+    "MAX_ZIP_MEMBER",
     "load_bigbank",
     "load_samples",
+    "load_synthbank",
     "save_samples",
 ]
 
@@ -88,6 +93,10 @@ VERSION = 1
 
 #: Default limit on a move between consecutive points, in median sample heights of the file.
 MAX_JUMP = 50.0
+
+#: Largest uncompressed ``.json`` member read from a zip, in bytes (bigbank's is 19 MB): a bigger one is
+#: refused instead of being inflated into memory (a zip bomb).  Plain ``.json`` files have no limit.
+MAX_ZIP_MEMBER = 512 * 2**20
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -132,7 +141,7 @@ def _read_zip_member(path: Path, kind: str) -> tuple[bytes, str]:
     try:
         with zipfile.ZipFile(path) as zf:
             members = [
-                i.filename
+                i
                 for i in zf.infolist()
                 if not i.is_dir()
                 and not i.filename.startswith("__MACOSX/")
@@ -146,7 +155,30 @@ def _read_zip_member(path: Path, kind: str) -> tuple[bytes, str]:
                     f"{path}: expected exactly one .json file inside the zip, found {what} (it holds: {listing}); "
                     f"pass the {kind} .json file itself or a zip holding just it"
                 )
-            return zf.read(members[0]), Path(members[0]).name
+            info = members[0]
+            name = Path(info.filename).name
+            where = f"{path} (member {name})"
+            if info.flag_bits & 0x1:
+                raise DataError(
+                    f"{where}: the member is encrypted (password-protected), which is not supported; decrypt it "
+                    "(unzip it with its password) and pass the .json file, or re-zip it without a password"
+                )
+            cap = MAX_ZIP_MEMBER
+
+            def too_big(size: str) -> DataError:
+                return DataError(
+                    f"{where}: uncompressed size {size} is over the {cap:,}-byte limit for a zipped {kind} "
+                    "file (a zip bomb?); if the file is genuine, unzip it yourself and pass the .json file, or "
+                    "raise handwriting.datasets.jsonink.MAX_ZIP_MEMBER"
+                )
+
+            if info.file_size > cap:
+                raise too_big(f"{info.file_size:,} bytes")
+            with zf.open(info) as f:
+                raw = f.read(cap + 1)  # the header's size can lie: never inflate more than the cap
+            if len(raw) > cap:
+                raise too_big(f"more than {cap:,} bytes (its header says {info.file_size:,})")
+            return raw, name
     except DataError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
@@ -155,6 +187,10 @@ def _read_zip_member(path: Path, kind: str) -> tuple[bytes, str]:
         raise DataError(
             f"{path}: not a readable zip archive ({exc}); the file is probably truncated or corrupt — {fix}"
         ) from exc
+
+
+# finite in the file, but not once converted to the float32 offsets the package works with
+_OVERFLOW = f"it or the move from the previous point is beyond float32's range (±{np.finfo(np.float32).max:.2g})"
 
 
 def _is_number(v: Any) -> bool:
@@ -285,22 +321,49 @@ def load_bigbank(
                        "(points with pen_down = 0)", "fix the pen flags or drop strokeCount")
 
     absolute = np.empty_like(arr)
-    absolute[:, 0] = arr[:, 0] * np.repeat(ratios, lengths)
-    absolute[:, 1] = -arr[:, 1]
-    absolute[:, 2] = 1.0 - pen
-    absolute[starts + lengths - 1, 2] = 1.0  # the recording ends the last stroke
+    offsets = np.empty_like(arr)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the point
+        absolute[:, 0] = arr[:, 0] * np.repeat(ratios, lengths)
+        absolute[:, 1] = -arr[:, 1]
+        absolute[:, 2] = 1.0 - pen
+        absolute[starts + lengths - 1, 2] = 1.0  # the recording ends the last stroke
+        offsets[:, :2] = np.diff(absolute[:, :2], axis=0, prepend=np.zeros((1, 2)))
+        offsets[starts, :2] = absolute[starts, :2]  # each sample's first row is relative to the origin
+        offsets[:, 2] = absolute[:, 2]
+        offsets = offsets.astype(np.float32)
+    overflow = ~np.isfinite(offsets).all(axis=1)
+    if overflow.any():
+        i, j = where_flat(int(np.argmax(overflow)))
+        raise fail(i, f"points[{j}]", f"coordinate {arr[starts[i] + j].tolist()} is too large: {_OVERFLOW} "
+                   f"(x is multiplied by aspectRatio {ratios[i]:g})", "fix the point or remove the item")
 
     _check_jumps(path, absolute, starts, lengths, max_jump)
 
     return [
         Sample(
-            to_offsets(absolute[s : s + m]).astype(np.float32),
+            offsets[s : s + m].copy(),
             text=texts[i],
             writer=writers[i],
             source=f"{name}#{i}",
         )
         for i, (s, m) in enumerate(zip(starts.tolist(), lengths.tolist()))
     ]
+
+
+def load_synthbank(path: str | os.PathLike | None = None, limit: int | None = None) -> list[Sample]:
+    """Load the cursive transformer's 3,000 real English words (``synthbank_3000.json.zip``), bigbank's format.
+
+    Its writer often dotted the i's and crossed the t's after finishing the word; those late marks are moved
+    beside their letters (:func:`handwriting.strokes.reorder_late_marks`), or a model trained on the words
+    learns to end every word with stray dots and dashes.  ``path=None`` finds the file with
+    :func:`handwriting.datasets.download.dataset_path` (never downloading).
+    """
+    if path is None:
+        from .download import dataset_path
+
+        path = dataset_path("synthbank")
+    samples = load_bigbank(path, limit=limit)
+    return [s.replace(offsets=reorder_late_marks(s.offsets)[0]) for s in samples]
 
 
 def _locate_bad_rows(path: Path, point_lists: Sequence[list], width: int, field: str, shape: str) -> DataError:
@@ -479,7 +542,16 @@ def load_samples(path: str | os.PathLike, max_jump: float | None = MAX_JUMP) -> 
                 j = int(np.argmax(bad))
                 raise fail(i, f"strokes[{k}][{j}]", f"non-finite coordinate {st[j]!r}", "fix or remove the point")
             arrays.append(a.astype(np.float64, copy=False))
-        off = from_strokes(arrays, where=f"{path}: sample {i}, field strokes")
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the point
+            off = from_strokes(arrays, where=f"{path}: sample {i}, field strokes")
+        overflow = ~np.isfinite(off).all(axis=1)
+        if overflow.any():
+            r = int(np.argmax(overflow))
+            ends = np.cumsum([len(a) for a in arrays])
+            k = int(np.searchsorted(ends, r, side="right"))
+            j = r - (int(ends[k - 1]) if k else 0)
+            raise fail(i, f"strokes[{k}][{j}]", f"coordinate {strokes[k][j]!r} is too large: {_OVERFLOW}",
+                       "fix or remove the point")
         absolutes.append(np.vstack(arrays))
         samples.append(Sample(off, text=text, writer=w if w is not None else default_writer, source=f"{path.name}#{i}"))
 

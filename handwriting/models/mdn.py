@@ -191,12 +191,19 @@ class MDNHead(nn.Module):
         )
 
 
+def _loss_dtype(params: MixtureParams) -> torch.dtype:
+    """The likelihood is computed in float32 at least (bf16/fp16 outputs are upcast: their rounding would
+    swamp the log-density), and in float64 for float64 outputs, so that a float64 check is float64 throughout."""
+    return torch.promote_types(params.mu.dtype, torch.float32)
+
+
 def _component_log_density(params: MixtureParams, xy: torch.Tensor) -> torch.Tensor:
-    """``log N(xy | μ_j, σ_j, ρ_j)`` for every component: xy ``S+(2,)`` → ``S+(M,)`` (float32)."""
-    mu = params.mu.float()
-    log_sigma = params.log_sigma.float()
-    rho = params.rho.float()
-    d = (xy.float().unsqueeze(-2) - mu) * torch.exp(-log_sigma)  # standardised offsets, S+(M,2)
+    """``log N(xy | μ_j, σ_j, ρ_j)`` for every component: xy ``S+(2,)`` → ``S+(M,)`` (float32 or float64)."""
+    dt = _loss_dtype(params)
+    mu = params.mu.to(dt)
+    log_sigma = params.log_sigma.to(dt)
+    rho = params.rho.to(dt)
+    d = (xy.to(dt).unsqueeze(-2) - mu) * torch.exp(-log_sigma)  # standardised offsets, S+(M,2)
     d1, d2 = d[..., 0], d[..., 1]
     one_minus_rho2 = (1.0 - rho) * (1.0 + rho)  # accurate near |ρ| = 1, unlike 1 - ρ²
     # (d1² + d2² - 2ρ d1 d2) / (1 - ρ²) written without the cancellation that the textbook form suffers
@@ -207,25 +214,26 @@ def _component_log_density(params: MixtureParams, xy: torch.Tensor) -> torch.Ten
 
 
 def mixture_log_density(params: MixtureParams, xy: torch.Tensor) -> torch.Tensor:
-    """``log Σ_j π_j N(xy | μ_j, σ_j, ρ_j)`` (pen offsets only), float32; broadcasts ``xy`` ``S'+(2,)``.
+    """``log Σ_j π_j N(xy | μ_j, σ_j, ρ_j)`` (pen offsets only), float32 (float64 for float64 params);
+    broadcasts ``xy`` ``S'+(2,)``.
 
     Handy for drawing the predicted next-point density over a grid (Graves' figures 10 and 14).
     """
-    log_pi = torch.log_softmax(params.pi_logits.float(), dim=-1)
+    log_pi = torch.log_softmax(params.pi_logits.to(_loss_dtype(params)), dim=-1)
     return torch.logsumexp(log_pi + _component_log_density(params, xy), dim=-1)
 
 
 def mdn_nll(params: MixtureParams, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-step negative log-likelihood (nats) of ``target`` ``S+(3,)`` = (dx, dy, eos) under ``params``.
 
-    Returns a float32 tensor of shape ``S``; where ``mask`` (bool, shape ``S``) is False the value is 0
+    Returns a float32 tensor (float64 for float64 params) of shape ``S``; where ``mask`` (bool, shape ``S``) is False the value is 0
     (computed with ``torch.where``, so a garbage padded step can never leak NaN into the sum or the grads).
     """
-    target = target.float()
+    target = target.to(_loss_dtype(params))
     if mask is not None:  # padded targets may hold anything (even NaN): keep them out of the gradients too
         target = torch.where(mask.unsqueeze(-1), target, torch.zeros((), dtype=target.dtype, device=target.device))
     nll = -mixture_log_density(params, target[..., :2])
-    nll = nll + F.binary_cross_entropy_with_logits(params.eos_logit.float(), target[..., 2], reduction="none")
+    nll = nll + F.binary_cross_entropy_with_logits(params.eos_logit.to(target.dtype), target[..., 2], reduction="none")
     if mask is not None:
         nll = torch.where(mask, nll, torch.zeros((), dtype=nll.dtype, device=nll.device))
     return nll

@@ -39,8 +39,7 @@ from .transformer import (
     init_gpt_weights,
 )
 
-__all__ = ["MDNTransformerConfig", "MDNTransformer", "PEN_DRAW", "PEN_LIFT", "PEN_END", "PEN_START",
-           "build_training"]
+__all__ = ["MDNTransformerConfig", "MDNTransformer", "PEN_DRAW", "PEN_LIFT", "PEN_END", "PEN_START"]
 
 PEN_DRAW, PEN_LIFT, PEN_END, PEN_START = 0, 1, 2, 3
 
@@ -288,64 +287,3 @@ class MDNTransformer(DecoderBase):
             res.params = MixtureParams.stack(rec_params, 1)[:, :L]
             res.internals = {"pen": torch.stack(rec_pen, 1)[:, :L]}
         return res
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the trainer's hook (``handwriting train mdn-transformer``)
-
-SIZES = {
-    "tiny": dict(n_layer=2, d_model=32, n_head=2, block_size=600, num_mixtures=5),
-    "small": dict(n_layer=4, d_model=64, n_head=4, block_size=1200, num_mixtures=20),
-    "paper": dict(n_layer=5, d_model=128, n_head=4, block_size=1500, num_mixtures=20),
-}
-
-
-def build_training(opts: dict, train_s, valid_s, info: dict):
-    """``(model, train_loader, valid_loader, meta, sample_fn)`` for :mod:`handwriting.train`: the data as
-    normalised offsets (:class:`~handwriting.datasets.torch_data.StrokeDataset`, stitched into lines for word
-    data, downsampled like the cursive transformer's so sequences fit the context), a text-conditioned
-    MDN transformer of the requested size."""
-    from ..datasets.torch_data import Alphabet, StitchedLines, StrokeDataset, make_loader
-    from ..strokes import AugmentConfig
-    from ..train import SAMPLE_TEXTS, _init_alphabet, _init_config, _words_per_line, text_sample_fn
-
-    seed = int(opts.get("seed") or 0)
-    wpl = _words_per_line(opts.get("words_per_line"), str(opts.get("data", "synthetic")).partition(":")[0])
-    multi = wpl != 1
-    wpl_n = wpl[1] if isinstance(wpl, tuple) else wpl
-    text_len = max(50, max(len(s.text) for s in list(train_s) + list(valid_s)) * wpl_n + wpl_n)
-    if opts.get("_init") is not None:
-        text_len = opts["_init"][0].config.text_len
-    if multi:
-        train_items = StitchedLines(train_s, wpl, num_lines=int(opts.get("lines") or 20000), seed=seed,
-                                    max_chars=text_len)
-        valid_items = StitchedLines(valid_s, wpl, num_lines=int(opts.get("valid_lines") or 256), seed=seed + 1,
-                                    max_chars=text_len)
-    else:
-        train_items, valid_items = train_s, valid_s
-    init = opts.get("_init")  # --init: fine-tune that model (its alphabet, normalisation and configuration)
-    alphabet = _init_alphabet(opts, list(train_s) + list(valid_s), multi) or Alphabet.from_texts(
-        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if multi else ""
-    )
-    size = dict(SIZES[opts.get("size") or "small"])
-    for key in ("d_model", "n_layer", "n_head", "block_size", "mixtures"):
-        if opts.get(key) is not None:
-            size["num_mixtures" if key == "mixtures" else key] = int(opts[key])
-    norm = init[0].normalizer if init is not None else "fit"
-    train_ds = StrokeDataset(train_items, alphabet, normalizer=norm, downsample=(0.65, 0.1),
-                             augment=AugmentConfig() if opts.get("augment") else None, seed=seed)
-    valid_ds = StrokeDataset(valid_items, alphabet, normalizer=train_ds.normalizer, downsample=0.65, seed=seed)
-    config = MDNTransformerConfig(alphabet_size=len(alphabet), text_len=text_len, **size)
-    config = _init_config(opts, config, MDNTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
-    torch.manual_seed(seed)
-    model = MDNTransformer(config)
-    model.alphabet, model.normalizer = alphabet, train_ds.normalizer
-    bs, workers = int(opts.get("batch_size") or 32), int(opts.get("num_workers") or 0)
-    train_loader = make_loader(train_ds, bs, num_workers=workers, seed=seed)
-    valid_loader = make_loader(valid_ds, bs, shuffle=False)
-    pts = sum(len(s.offsets) for s in train_s[:500])
-    chars = sum(len(s.text.replace(" ", "")) for s in train_s[:500])
-    info.update(words_per_line=wpl, train_items=len(train_ds), valid_items=len(valid_ds),
-                points_per_char=round(0.35 * pts / chars, 2) if chars else None)  # after the 65% downsampling
-    texts = [t for t in SAMPLE_TEXTS if all(c in alphabet for c in t)] or [alphabet.chars[:12]]
-    return model, train_loader, valid_loader, {"alphabet": alphabet, "normalizer": train_ds.normalizer}, text_sample_fn(texts)

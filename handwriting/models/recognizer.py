@@ -58,10 +58,6 @@ __all__ = [
     "prefix_beam_search",
     "collapse",
     "prepare_offsets",
-    "default_augment",
-    "RecognizerData",
-    "recognizer_data",
-    "build_recognizer_training",
     "evaluate_loader",
 ]
 
@@ -430,20 +426,9 @@ def beam_decode(log_probs, lengths=None, beam_width: int = 8, blank: int = BLANK
     ]
 
 
-def _register() -> None:
-    try:
-        from ..checkpoint import MODEL_REGISTRY
-
-        MODEL_REGISTRY.setdefault("Recognizer", "handwriting.models.recognizer:Recognizer")
-    except ImportError:  # pragma: no cover
-        pass
-
-
-_register()
-
 
 # ----------------------------------------------------------------------------------------------------------
-# the training recipe (bigbank words + stitched pairs + synthetic-writer text, augmented)
+# preparing a sample for the recognizer (its training recipe is in handwriting.train.recipes)
 
 
 def prepare_offsets(offsets: np.ndarray, spacing: float | None, where: str = "sample", lenient: bool = False) -> np.ndarray:
@@ -464,127 +449,6 @@ def prepare_offsets(offsets: np.ndarray, spacing: float | None, where: str = "sa
     off = np.array(off, dtype=np.float32, copy=True)
     off[0, :2] = 0.0
     return off
-
-
-#: augmentation of the recognizer's training data: wider than the generators' (it must read any writer)
-def default_augment():
-    from ..strokes import AugmentConfig
-
-    return AugmentConfig(shear=(-0.45, 0.35), scale_x=(0.8, 1.2), scale_y=(0.85, 1.15), rotate=(-0.08, 0.08), drop=0.1)
-
-
-@dataclass
-class RecognizerData:
-    """What :func:`recognizer_data` builds: data sets, the normaliser and the raw held-out words."""
-
-    train: "torch.utils.data.Dataset"
-    valid: "torch.utils.data.Dataset"
-    normalizer: Normalizer
-    valid_words: list  # raw held-out bigbank samples (word-disjoint from every training text)
-    train_texts: set
-    info: dict
-
-
-def recognizer_data(
-    config: RecognizerConfig | None = None,
-    bigbank: str | None = None,
-    valid_fraction: float = 0.1,
-    split_seed: int = 0,
-    repeat_real: int = 2,
-    synthetic: int = 6000,
-    lines: float = 0.1,
-    seed: int = 0,
-    limit: int | None = None,
-    augment=None,
-) -> RecognizerData:
-    """The recognizer's data: bigbank words split word-disjointly (:func:`word_disjoint_split`, the same
-    ``valid_fraction``/``split_seed`` as the generators use by default), the training words ``repeat_real``
-    times (each copy gets its own augmentation), two-word lines stitched from training words
-    (``lines`` × the number of training words), and ``synthetic`` random words drawn by random synthetic
-    writers (none of them a held-out word).  Everything is resampled once up front (``config.spacing``); the
-    training set is augmented per item and epoch (:func:`default_augment`)."""
-    from ..datasets.jsonink import load_bigbank
-    from ..datasets.synthetic import random_words, synthesize
-    from ..datasets.torch_data import StrokeDataset, word_disjoint_split
-    from ..strokes import stitch
-
-    config = config or RecognizerConfig()
-    alphabet = Alphabet(config.alphabet)
-    words = load_bigbank(bigbank, limit=limit)
-    train_w, valid_w = word_disjoint_split(words, valid_fraction, seed=split_seed)
-    held_out = {s.text for s in valid_w}
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x2EC0]))
-
-    def prep(samples):
-        return [s.replace(offsets=prepare_offsets(s.offsets, config.spacing, where=str(s.source))) for s in samples]
-
-    pairs = []
-    for _ in range(int(round(lines * len(train_w)))):
-        a, b = rng.integers(len(train_w), size=2)
-        pairs.append(stitch([train_w[a], train_w[b]], rng=rng))
-    syn_texts = [w for w in random_words(int(synthetic * 1.1) + 10, seed=seed) if w not in held_out][:synthetic]
-    n_syn_lines = int(round(lines * len(syn_texts)))
-    for k in range(n_syn_lines):  # some two-word synthetic lines too
-        syn_texts[k] = syn_texts[k] + " " + syn_texts[-1 - k]
-    syn = synthesize(syn_texts, writer=None, seed=seed) if syn_texts else []
-    train_p = prep(train_w)
-    normalizer = Normalizer.fit([s.offsets[1:] for s in train_p if len(s.offsets) > 1])
-    train_all = train_p * max(int(repeat_real), 1) + prep(pairs) + prep(syn)
-    aug = default_augment() if augment is None else (augment or None)
-    train_ds = StrokeDataset(train_all, alphabet, normalizer=normalizer, augment=aug, seed=seed)
-    valid_ds = StrokeDataset(prep(valid_w), alphabet, normalizer=normalizer)
-    info = {
-        "bigbank_words": len(words), "train_words": len(train_w), "valid_words": len(valid_w),
-        "valid_fraction": valid_fraction, "split_seed": split_seed, "repeat_real": repeat_real,
-        "stitched_pairs": len(pairs), "synthetic": len(syn), "train_items": len(train_all),
-    }  # fmt: skip
-    return RecognizerData(train_ds, valid_ds, normalizer, valid_w, {s.text for s in train_w} | set(syn_texts), info)
-
-
-def build_recognizer_training(args=None, **overrides):
-    """The recognizer's training set-up for the one trainer: ``(model, train_loader, valid_loader, config)``.
-
-    ``args`` is an ``argparse.Namespace`` (or any object; missing attributes take the defaults) and
-    ``overrides`` win over it.  Recognised names: ``data`` (bigbank path), ``steps`` (4000), ``batch_size``
-    (32), ``lr`` (2e-3), ``seed`` (0), ``valid_fraction`` (0.1), ``split_seed`` (0), ``synthetic`` (6000),
-    ``repeat_real`` (2), ``lines`` (0.1), ``limit`` (None), ``hidden`` (128), ``layers`` (2), ``out_dir``,
-    ``device`` ("auto"), ``amp`` ("none"), ``eval_every`` (500), ``num_workers`` (0), ``progress`` (True).
-    The model carries its normaliser; the held-out raw words are ``valid_loader.valid_words``.
-    """
-    from ..datasets.torch_data import make_loader
-    from ..train import TrainConfig
-
-    def get(name, default):
-        if name in overrides:
-            return overrides[name]
-        v = getattr(args, name, None) if args is not None else None
-        return default if v is None else v
-
-    steps = int(get("steps", 4000))
-    seed = int(get("seed", 0))
-    config = RecognizerConfig(hidden=int(get("hidden", 128)), layers=int(get("layers", 2)))
-    torch.manual_seed(seed)
-    model = Recognizer(config)
-    data = recognizer_data(
-        config, bigbank=get("data", None), valid_fraction=float(get("valid_fraction", 0.1)),
-        split_seed=int(get("split_seed", 0)), repeat_real=int(get("repeat_real", 2)),
-        synthetic=int(get("synthetic", 6000)), lines=float(get("lines", 0.1)), seed=seed, limit=get("limit", None),
-    )  # fmt: skip
-    model.normalizer = data.normalizer
-    bs = int(get("batch_size", 32))
-    workers = int(get("num_workers", 0))
-    train_loader = make_loader(data.train, bs, num_workers=workers, seed=seed)
-    valid_loader = make_loader(data.valid, 64, shuffle=False)
-    valid_loader.valid_words = data.valid_words  # type: ignore[attr-defined]
-    valid_loader.data_info = data.info  # type: ignore[attr-defined]
-    train_config = TrainConfig(
-        steps=steps, batch_size=bs, lr=float(get("lr", 2e-3)), optimizer="adam", schedule="step",
-        step_size=max(steps // 3, 1), gamma=0.35, warmup_steps=min(200, steps // 10), clip="norm", clip_norm=5.0,
-        amp=str(get("amp", "none")), device=str(get("device", "auto")), eval_every=int(get("eval_every", 500)),
-        out_dir=get("out_dir", None), seed=seed, num_workers=workers, progress=bool(get("progress", True)),
-        log_every=50,
-    )  # fmt: skip
-    return model, train_loader, valid_loader, train_config
 
 
 @torch.inference_mode()

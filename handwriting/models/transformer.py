@@ -940,10 +940,3 @@ class TokenDataset(torch.utils.data.Dataset):
             tokens = tokens[: self.block_size + 1]
         return {"tokens": tokens, "text_ids": text_ids, "text": text}
 
-
-def bench_transformer(args) -> dict:
-    """``handwriting bench transformer`` (registered in :mod:`handwriting.bench`); the benchmark itself lives
-    in :mod:`handwriting.bench_transformer` (imported only when run)."""
-    from ..bench_transformer import bench_transformer as _bench
-
-    return _bench(args)
