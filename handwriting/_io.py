@@ -92,3 +92,14 @@ def portable_path(path: Path) -> str:
     """A path to record in a model's description: relative as given, else just the file's name (an absolute
     path names one machine's folders, which mean nothing elsewhere)."""
     return str(path) if not path.is_absolute() else path.name
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (data sets, weights, states)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

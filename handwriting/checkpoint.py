@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._io import atomic_write
+from ._io import atomic_write, sha256_file
 from .errors import DataError, HandwritingError, OutputError
 
 __all__ = [
@@ -333,17 +333,6 @@ def _config_class(model_cls: type, meta_model: dict) -> type:
 
 # ----------------------------------------------------------------------------------------------------------
 # provenance
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:

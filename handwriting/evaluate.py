@@ -45,6 +45,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import HandwritingError
+from .reading import (  # noqa: F401  (public here too)
+    DEFAULT_RECOGNIZER,
+    REPO_PRETRAINED,
+    EvaluateError,
+    _check_recognizer,
+    edit_distance,
+    load_recognizer,
+)
 
 __all__ = [
     "EvaluateError",
@@ -70,12 +78,9 @@ __all__ = [
     "EPILOG",
 ]
 
-DEFAULT_RECOGNIZER = "recognizer-bigbank"
-
 #: evaluation texts and synthetic writers are drawn from seeds offset by this, so they never repeat the
 #: recognizer's synthetic training words and writers (drawn with the training seed, default 0)
 EVAL_SEED = 1_000_003
-REPO_PRETRAINED = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 
 EPILOG = """examples:
   handwriting evaluate legibility --model graves-synthesis-bigbank --bias 1 -n 500 --json legibility.json
@@ -88,25 +93,8 @@ reference characters; word accuracy = exactly read words; [lo, hi] = 95% bootstr
 """
 
 
-class EvaluateError(HandwritingError):
-    """An evaluation that cannot run (no recognizer, no texts, a model that cannot write)."""
-
-
 # ----------------------------------------------------------------------------------------------------------
 # edit distance, CER, word accuracy
-
-
-def edit_distance(a: Sequence, b: Sequence) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def edit_ops(pred: str, ref: str) -> list[tuple[str, str]]:
@@ -284,62 +272,34 @@ def heldout_words(valid_fraction: float = 0.1, split_seed: int = 0, path=None) -
 # models
 
 
-def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
-    """The recognizer: a module (returned as is), a pretrained name (default ``recognizer-bigbank``) or a
-    checkpoint path.  Anything else than a recognizer (a generator, say) is refused with an :class:`EvaluateError`."""
-    import torch
-
-    from . import checkpoint as ckpt
-    from .devices import resolve_device
-    from .models import recognizer as _rec  # noqa: F401  (registers the class for load_model)
-
-    device = str(resolve_device(device))
-    if isinstance(name_or_path, torch.nn.Module):
-        return _check_recognizer(name_or_path, type(name_or_path).__name__)
-    name = os.fspath(name_or_path or DEFAULT_RECOGNIZER)
-    weights, _ = ckpt.model_paths(name)
-    if not weights.is_file():
-        from .pretrained import find_pretrained
-
-        try:
-            weights = find_pretrained(name)
-        except HandwritingError:
-            weights = REPO_PRETRAINED / f"{name}.safetensors"
-    if not weights.is_file():
-        raise EvaluateError(
-            f"no recognizer {name!r} ({weights} does not exist); train one with "
-            "`handwriting evaluate train-recognizer --out data/pretrained/recognizer-bigbank` or pass --recognizer PATH"
-        )
-    model, _ = ckpt.load_model(weights, device=device)
-    return _check_recognizer(model, name)
+def _same_reader(a, b) -> bool:
+    """Whether two recognizers are the same network (the same weights)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and bool((sa[k] == sb[k]).all()) for k in sa)
 
 
-def _check_recognizer(model, name: str):
-    if callable(getattr(model, "recognize", None)):
-        return model
-    kind = type(model).__name__
-    if callable(getattr(model, "sample", None)) or callable(getattr(model, "generate", None)):
-        kind += ", a handwriting generator"
-    raise EvaluateError(
-        f"recognizer {name!r} is a {kind}, not a recognizer (it has no recognize()); pass --recognizer "
-        f"{DEFAULT_RECOGNIZER} (the default) or a checkpoint made by `handwriting evaluate train-recognizer`"
-    )
+def write_lines(model, texts: Sequence[str], bias: float, seed: int, batch: int = 32, piece_chars: int | None = None,
+                candidates: int = 1, reranker: Any = None) -> tuple[list, float]:
+    """Write every text as one line, as :func:`~handwriting.generate.write` writes a line for a user (a line
+    longer than ``piece_chars``, default :func:`~handwriting.generate.default_line_chars`, in pieces joined
+    side by side), ``batch`` texts per call; return the lines (data units) and the wall time."""
+    from .generate import MAX_SEED, default_line_chars, write
+    from .layout import assemble_lines, line_pieces
+    from .strokes import Sample
 
-
-def _generate(model, texts: Sequence[str], bias: float, seed: int, batch: int = 32) -> tuple[list, float]:
-    """Write every text with ``model`` (one line each, ``batch`` lines per call); return the samples (data
-    units) and the wall time."""
-    from .generate import MAX_SEED, write
-
+    piece_chars = piece_chars or default_line_chars(model)
     out = []
     t0 = time.perf_counter()
     for k, start in enumerate(range(0, len(texts), batch)):
         chunk = list(texts[start : start + batch])
         batch_seed = (seed * 100_003 + k) % (MAX_SEED + 1)
-        w = write("\n".join(chunk), model=model, bias=bias, seed=batch_seed, max_line_chars=10_000)
-        if len(w.lines) != len(chunk):
-            raise EvaluateError(f"the model wrote {len(w.lines)} lines for {len(chunk)} texts")
-        out += list(w.lines)
+        w = write("\n".join(chunk), model=model, bias=bias, seed=batch_seed, max_line_chars=piece_chars,
+                  line_width=10_000, candidates=candidates, reranker=reranker)
+        planned = [line_pieces(t, piece_chars) for t in chunk]
+        if len(w.lines) != sum(len(ps) for ps, _ in planned):
+            raise EvaluateError(f"the model wrote {len(w.lines)} pieces for {len(chunk)} texts")
+        lines = assemble_lines(planned, [s.offsets for s in w.lines])
+        out += [Sample(o, text=t, source="generated") for o, t in zip(lines, chunk)]
     return out, time.perf_counter() - t0
 
 
@@ -350,6 +310,11 @@ def _texts_for(texts, n: int, seed: int, alphabet: str | None, recognizer, split
         words = _bigbank_words()
         exclude = {s.text for s in words} if words is not None else set()
         return unseen_texts(n, seed, chars, exclude), "random words outside bigbank"
+    if texts == "english":
+        from .datasets.phrases import english_phrases
+
+        ok = [t for t in english_phrases(n, seed) if not chars or set(t) <= set(chars) | {" "}]
+        return ok, "everyday English phrases (handwriting.datasets.phrases)"
     if texts == "heldout":
         held = heldout_words(**_split_of(split_from if split_from is not None else recognizer))
         ok = [s.text for s in held if not chars or set(s.text) <= set(chars)]
@@ -361,7 +326,7 @@ def _texts_for(texts, n: int, seed: int, alphabet: str | None, recognizer, split
         lines = [ln.strip() for ln in Path(texts).read_text(encoding="utf-8").splitlines() if ln.strip()]
         return lines[:n], f"file {texts}"
     if isinstance(texts, str):
-        raise EvaluateError(f"texts={texts!r}: use 'random', 'heldout', a file of one text per line, or a list")
+        raise EvaluateError(f"texts={texts!r}: use 'random', 'english', 'heldout', a file of one text per line, or a list")
     return [str(t) for t in texts][:n], "given texts"
 
 
@@ -450,13 +415,18 @@ def legibility(
     batch: int = 32,
     device: str = "cpu",
     return_samples: bool = False,
+    candidates: int = 1,
+    reranker: Any = None,
 ) -> dict:
     """Write ``n`` unseen texts with ``model`` (a pretrained name, a checkpoint path or a module) at ``bias``
     with fixed seeds, read them with the recognizer, and report CER and word accuracy (95% bootstrap
     intervals), seconds per sample, confusions, diversity and a few examples.  ``texts``: ``"random"``
-    (default: random words outside bigbank), ``"heldout"`` (held-out bigbank words), a file or a list.
+    (default: random words outside bigbank), ``"english"`` (everyday English phrases,
+    :mod:`handwriting.datasets.phrases`), ``"heldout"`` (held-out bigbank words), a file or a list.
     ``return_samples``: also return the generated ``samples`` (data units, one per text) and what the
-    recognizer ``read`` (not JSON-serialisable; for further analysis such as :func:`diversity`)."""
+    recognizer ``read`` (not JSON-serialisable; for further analysis such as :func:`diversity`).
+    ``candidates > 1`` measures best-of-N decoding (``write(candidates=...)``) reranked by ``reranker``
+    (default ``recognizer-bigbank``), which must be another network than the scoring ``recognizer``."""
     from .generate import BIAS_HINT, check_number, check_seed, resolve_model
 
     n = check_number("legibility: n (-n)", n, 1, integer=True, hint="; it is the number of words to write")
@@ -464,12 +434,18 @@ def legibility(
     beam_width = check_number("legibility: beam_width (--beam)", beam_width, 1, integer=True)
     bias = check_number("legibility: bias (--bias)", bias, 0, hint=BIAS_HINT)
     seed = check_seed("legibility: seed (--seed)", seed)
+    candidates = check_number("legibility: candidates (--candidates)", candidates, 1, 64, integer=True)
     rec = load_recognizer(recognizer, device=device)
+    if candidates > 1 and _same_reader(rec, load_recognizer(reranker, device=device)):
+        raise EvaluateError(
+            "legibility: the reranker and the scoring recognizer are the same network, so the score would measure "
+            "nothing; score with another recognizer (--recognizer PATH) than the reranker (--reranker)"
+        )
     gen = resolve_model(model, device=device)
     words, source = _texts_for(texts, n, seed, _chars_of(gen), rec, split_from=gen)
     if not words:
         raise EvaluateError("legibility: no texts to write")
-    samples, wall = _generate(gen, words, bias, seed, batch=batch)
+    samples, wall = write_lines(gen, words, bias, seed, batch=batch, candidates=candidates, reranker=reranker)
     preds, res = _read(rec, samples, words, seed, beam_width, alphabet=_chars_of(gen))
     name = model if isinstance(model, (str, os.PathLike)) else getattr(gen, "pretrained_name", None) or type(gen).__name__
     extra = {"samples": samples, "read": preds} if return_samples else {}
@@ -481,6 +457,8 @@ def legibility(
         "texts": source,
         "recognizer": _rec_name(recognizer, rec),
         "beam_width": int(beam_width),
+        "candidates": int(candidates),
+        "reranker": None if candidates == 1 else _rec_name(reranker, None),
         **res,
         "seconds_per_sample": wall / len(words),
         "diversity": diversity(samples),
@@ -677,8 +655,13 @@ def configure(parser) -> None:
     p = sub.add_parser("legibility", help="CER / word accuracy of a model's writing, read by the recognizer")
     p.add_argument("--model", required=True, help="pretrained name or checkpoint path of a text-conditioned model")
     p.add_argument("--bias", type=float, nargs="+", default=[0.0], help="sampling bias(es) (default 0)")
-    p.add_argument("--texts", default="random", help="'random' (unseen random words), 'heldout' or a file of one text per line")
+    p.add_argument("--texts", default="random", help="'random' (unseen random words), 'english' (everyday phrases of 2-5 "
+                   "words, capitals and punctuation), 'heldout' or a file of one text per line")
     p.add_argument("--batch", type=int, default=32, help="lines generated per batch")
+    p.add_argument("--candidates", type=int, default=1, metavar="N",
+                   help="best-of-N decoding: write each text N times, keep what --reranker reads best (score it "
+                        "with another --recognizer)")
+    p.add_argument("--reranker", default=None, help=f"the recognizer that reranks candidates (default {DEFAULT_RECOGNIZER})")
     common(p)
 
     p = sub.add_parser("reference", help="the same score on held-out human writing and on the synthetic writer")
@@ -727,9 +710,12 @@ def run(args) -> int:
         results = []
         for b in args.bias:
             r = legibility(args.model, bias=b, n=n, seed=args.seed, texts=args.texts, recognizer=args.recognizer,
-                           beam_width=args.beam, batch=args.batch, device=args.device)  # fmt: skip
+                           beam_width=args.beam, batch=args.batch, device=args.device, candidates=args.candidates,
+                           reranker=args.reranker)  # fmt: skip
             results.append(r)
-        print(f"legibility of {args.model} on {n} {results[0]['texts']} (seed {args.seed}), read by {results[0]['recognizer']}")
+        decoding = "" if args.candidates == 1 else f", best of {args.candidates} reranked by {results[0]['reranker']}"
+        print(f"legibility of {args.model} on {n} {results[0]['texts']} (seed {args.seed}{decoding}), "
+              f"read by {results[0]['recognizer']}")
         print(format_table([(f"bias {r['bias']:g}", r) for r in results]))
         for r in results:
             _print_confusions(f"bias {r['bias']:g}", r)

@@ -1,16 +1,18 @@
 """Write text in handwriting with a trained model: :func:`write` and the ``handwriting write`` command.
 
-``write("hello world")`` loads the default pretrained model, wraps the text into lines, samples every line
-of every requested sample in one batch, converts the result back to data units with the model's
-normaliser, and lays the lines out top to bottom.  The result is a :class:`Written` — a
-:class:`~handwriting.strokes.Sample` (``offsets``, ``text``) that also keeps each line, the seed that made
-it and, on request, the model's internals (the attention window φ, κ, mixture parameters, or the
-transformer's cross-attention) for plotting.
+``write("hello world")`` loads the default pretrained model, wraps the text into lines and the lines into
+the pieces the model writes in one go (:mod:`handwriting.layout`), writes every piece of every requested
+sample in one batch through the model's writing interface, joins the pieces of each line and lays the lines
+out top to bottom.  The result is a :class:`Written` — a :class:`~handwriting.strokes.Sample` (``offsets``,
+``text``) that also keeps each piece, the seed that made it and, on request, the model's internals (the
+attention window φ, κ, mixture parameters, or the transformer's cross-attention) for plotting.
 
-Models it drives: Graves' synthesis network (``model.sample(text, ...)``, bias as in Graves §5.4, priming
-as in §5.5) and text-conditioned token models with ``generate`` and a ``tokenizer`` (the cursive
-transformer; there the bias sharpens the distribution: temperature = 1 / (1 + bias)).  Any other model
-with a ``sample(text=..., text_mask=..., bias=..., generator=...)`` returning normalised offsets works too.
+Models it drives: any model with the writing interface, ``write_rows``
+(:class:`~handwriting.models.base.TextWriter`: character ids, one bias per row, a generator and an optional
+prime in; offsets in data units out) — Graves' synthesis network (bias as in Graves §5.4, priming as in
+§5.5), the cursive transformer (the bias sharpens the distribution: temperature = 1 / (1 + bias)) and the
+MDN transformer.  ``wrap_text``, ``line_pieces``, ``join_pieces``, ``assemble_lines`` and ``layout_lines``
+are :mod:`handwriting.layout`'s, importable from here too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import numbers
 import os
 import secrets
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ArgumentError, DataError, HandwritingError
-from .strokes import Normalizer, Sample, align, check_offsets, downsample, to_absolute, to_offsets
+from .layout import assemble_lines, join_pieces, layout_lines, line_pieces, wrap_text
+from .strokes import Sample, check_offsets, downsample
 
 __all__ = ["Written", "write", "resolve_model", "wrap_text", "line_pieces", "join_pieces", "assemble_lines",
            "layout_lines", "check_number", "check_seed", "MAX_SEED", "configure", "run", "EPILOG"]
@@ -61,6 +63,7 @@ class Written(Sample):
     bias: float = 0.0
     stopped: list = field(default_factory=list)
     internals: list | None = None
+    read: list | None = None  # per piece, with candidates > 1: what the reranker read in the kept version
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -151,123 +154,19 @@ def _alphabet(model):
     return alphabet
 
 
-def _kind(model) -> str:
-    if callable(getattr(model, "generate", None)) and getattr(model, "tokenizer", None) is not None:
-        return "tokens"
-    sample = getattr(model, "sample", None)
-    if callable(sample):
-        import inspect
-
-        params = inspect.signature(sample).parameters
-        if "text" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return "strokes"
+def _check_writer(model) -> None:
+    """A model that :func:`write` can drive implements the writing interface,
+    :class:`~handwriting.models.base.TextWriter` (``write_rows``)."""
+    if not callable(getattr(model, "write_rows", None)):
         raise HandwritingError(
-            f"{type(model).__name__} writes no text (an unconditional model such as the prediction network); "
-            "draw from it with model.sample(...) instead, or use a synthesis model"
+            f"{type(model).__name__} writes no text: it has no write_rows(...), the writing interface of the synthesis "
+            "network and the transformers (docs/INTERFACES.md); draw from an unconditional model such as the "
+            "prediction network with model.sample(...) instead, or use a synthesis model"
         )
-    raise HandwritingError(f"{type(model).__name__} cannot write text: it has neither sample(text=...) nor generate()")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# text and layout
-
-
-def wrap_text(text: str, max_line_chars: int) -> list[str]:
-    """Split at ``\\n`` and wrap each paragraph at word boundaries into lines of at most ``max_line_chars``
-    characters (longer words are cut).  Blank lines are kept as ``""``."""
-    if max_line_chars < 1:
-        raise DataError(f"max_line_chars must be at least 1, got {max_line_chars}")
-    lines: list[str] = []
-    for para in text.replace("\r\n", "\n").split("\n"):
-        para = " ".join(para.split())
-        if not para:
-            lines.append("")
-            continue
-        lines += textwrap.wrap(para, max_line_chars, break_long_words=True, break_on_hyphens=False)
-    while lines and not lines[-1]:
-        lines.pop()
-    while lines and not lines[0]:
-        lines.pop(0)
-    return lines
-
-
-def layout_lines(lines: Sequence[np.ndarray | None], line_gap: float = 0.6) -> np.ndarray:
-    """Lay out lines top to bottom as one offsets sequence: each line starts at x = 0 and its baseline
-    (10th percentile of its y) sits one pitch below the previous line's; the pitch is ``(1 + line_gap)`` ×
-    the median line height.  ``None`` entries are blank lines (they take a pitch and draw nothing)."""
-    arrays = [None if a is None else check_offsets(a, f"line {i}") for i, a in enumerate(lines)]
-    drawn = [a for a in arrays if a is not None]
-    if not drawn:
-        raise DataError("layout_lines: nothing to lay out (every line is blank)")
-    heights = [float(np.ptp(to_absolute(a)[:, 1])) for a in drawn]
-    heights = [h for h in heights if h > 0]
-    pitch = (1.0 + line_gap) * (float(np.median(heights)) if heights else 1.0)
-    out = []
-    for k, a in enumerate(arrays):
-        if a is None:
-            continue
-        p = to_absolute(a)
-        p[:, 0] -= p[:, 0].min()
-        p[:, 1] += -np.percentile(p[:, 1], 10) - k * pitch
-        out.append(p)
-    return to_offsets(np.vstack(out)).astype(np.float32)
-
-
-def join_pieces(pieces: Sequence[np.ndarray], texts: Sequence[str] | None = None,
-                gaps: Sequence[bool] | None = None, space: float = 0.8) -> np.ndarray:
-    """Parts of one line, written one after another (by a model whose context holds only a few words, or
-    that drifts on lines longer than it was trained on), joined into that line.  Each piece is turned so
-    that its baseline is level (:func:`~handwriting.strokes.align` without the slant step: a piece written
-    in one go tends to climb or sink), its middle height (median y) is put on the first piece's, and it
-    starts ``space`` mean character widths (from ``texts``; a third of the median height without them) to
-    the right of the previous piece — a fifth of that where ``gaps`` says a word was cut there."""
-    arrays = [check_offsets(a, f"piece {i}") for i, a in enumerate(pieces)]
-    if not arrays:
-        raise DataError("join_pieces: no pieces to join")
-    points = [to_absolute(align(a, slant=False)) for a in arrays]
-    widths = [float(np.ptp(p[:, 0])) for p in points]
-    width = sum(widths) / sum(map(len, texts)) if texts is not None and sum(map(len, texts)) > 0 else 0.0
-    if not width > 0:
-        width = float(np.median([np.ptp(p[:, 1]) for p in points])) / 3 or 1.0
-    out, right, middle = [], 0.0, None
-    for k, p in enumerate(points):
-        m = float(np.median(p[:, 1]))
-        middle = m if middle is None else middle
-        gap = space * width * (1.0 if gaps is None or k == 0 or gaps[k - 1] else 0.2)
-        p[:, 0] += (right + gap if out else 0.0) - p[:, 0].min()
-        p[:, 1] += middle - m
-        right = float(p[:, 0].max())
-        out.append(p)
-    return to_offsets(np.vstack(out)).astype(np.float32)
-
-
-def line_pieces(line: str, piece_chars: int) -> tuple[list[str], list[bool]]:
-    """The pieces a model writes ``line`` in, one go each (at most ``piece_chars`` characters, cut at spaces
-    where possible; the line itself when it fits), and for each boundary between two pieces whether a space
-    separates them (``False`` where a long word was cut)."""
-    if not line:
-        return [], []
-    if len(line) <= piece_chars:
-        return [line], []
-    pieces = wrap_text(line, piece_chars)
-    gaps, pos = [], 0
-    for p in pieces[:-1]:
-        pos = line.index(p, pos) + len(p)
-        gaps.append(pos < len(line) and line[pos] == " ")
-    return pieces, gaps
-
-
-def assemble_lines(planned: Sequence[tuple[list[str], list[bool]]],
-                   pieces: Sequence[np.ndarray]) -> list[np.ndarray | None]:
-    """Lines from their written pieces: ``planned`` holds :func:`line_pieces` of every line, ``pieces`` the
-    offsets of all those pieces in order.  A blank line gives ``None``, a line of one piece that piece, a
-    longer one its pieces joined (:func:`join_pieces`)."""
-    it = iter(pieces)
-    out: list[np.ndarray | None] = []
-    for names, gaps in planned:
-        got = [next(it) for _ in names]
-        out.append(None if not got else got[0] if len(got) == 1 else join_pieces(got, names, gaps))
-    return out
+# text, line lengths and priming (wrapping, pieces and layout: handwriting.layout)
 
 
 def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
@@ -340,7 +239,7 @@ def default_line_chars(model, prime: tuple[np.ndarray, str] | None = None) -> in
         n = min(n, max(trained - primed, trained // 2))
     block, ppc = getattr(cfg, "block_size", None), model_points_per_char(model)
     if block and ppc:
-        per_point = 2 if _kind(model) == "tokens" else 1
+        per_point = getattr(model, "positions_per_point", 1)  # two tokens per point for the cursive transformer
         room = block - (per_point * len(prime[0]) if prime is not None else 0)
         n = min(n, int(room / (per_point * ppc * 1.3)))
     return max(1, n)
@@ -378,106 +277,56 @@ def _prime_parts(prime: Any) -> tuple[np.ndarray, str]:
 # sampling
 
 
-def _sample_strokes(model, rows, alphabet, normalizer, bias_rows, generator, prime, internals, max_steps):
+def _write_rows(model, rows, alphabet, bias_rows, generator, prime, internals, max_steps):
+    """Every row of text written in one batch by the model's ``write_rows``
+    (:class:`~handwriting.models.base.TextWriter`): the offsets in data units, whether the model ended each row
+    itself, and with ``internals`` per row the model's internals, labelled with the row's ``text`` (primed, also
+    with ``full_text``: the prime's text, a space and the row's, which the model read)."""
     import torch
+
+    from .models.base import Priming
 
     device = next(model.parameters()).device
     ids = [alphabet.encode(t) for t in rows]
-    U = max(len(i) for i in ids)
-    text = torch.zeros(len(rows), U, dtype=torch.long)
+    text = torch.zeros(len(rows), max(len(i) for i in ids), dtype=torch.long)
     for r, i in enumerate(ids):
         text[r, : len(i)] = torch.tensor(i, dtype=torch.long)
-    kwargs: dict[str, Any] = dict(
-        text=text.to(device), text_mask=(text != 0).to(device),
-        bias=torch.tensor(bias_rows, dtype=torch.float32, device=device), generator=generator,
-    )  # fmt: skip
-    if max_steps is not None:
-        kwargs["max_steps"] = int(max_steps)
-    if internals:
-        kwargs["internals"] = True
-    if prime is not None:
-        from .models.graves import Prime
-
-        off, ptext = prime
-        x = off.copy()
-        x[0, :2] = 0.0  # like the training data: the pen's start position carries no information
-        x = torch.from_numpy(normalizer.normalize(x))[None].expand(len(rows), -1, -1).to(device)
-        pids = torch.tensor(alphabet.encode(ptext + " "), dtype=torch.long)[None].expand(len(rows), -1).to(device)
-        kwargs["prime"] = Prime(x=x.contiguous(), text=pids.contiguous())
-    res = model.sample(**kwargs)
-    seqs = [normalizer.denormalize(s) for s in res.sequences()]
-    stopped = [bool(s) for s in res.stopped.tolist()] if hasattr(res, "stopped") else [True] * len(rows)
-    extra = None
-    if internals:
-        extra = []
-        params = res.biased_params() if hasattr(res, "biased_params") else None
-        U_full = res.text_mask.sum(1).tolist() if getattr(res, "text_mask", None) is not None else [U] * len(rows)
-        for r in range(len(rows)):
-            n = len(seqs[r])
-            d: dict[str, Any] = {"text": rows[r]}
-            for k, v in (res.internals or {}).items():
-                a = v[r, :n].detach().float().cpu().numpy()
-                d[k] = a[:, : int(U_full[r])] if k == "phi" else a
-            if params is not None:
-                d["params"] = params.map(lambda t: t[r, :n].detach().cpu()) if hasattr(params, "map") else params
-                d["pi"] = torch.softmax(params.pi_logits[r, :n].float(), -1).cpu().numpy()
-                d["eos"] = torch.sigmoid(params.eos_logit[r, :n].float()).cpu().numpy()
-            if prime is not None:
-                d["full_text"] = prime[1] + " " + rows[r]
-            extra.append(d)
-    return seqs, stopped, extra
-
-
-def _sample_tokens(model, rows, alphabet, bias_rows, generator, prime, internals, max_steps):
-    import torch
-
-    device = next(model.parameters()).device
-    tok = model.tokenizer
-    prefix = None
-    n_prime = 0
-    texts = list(rows)
+    priming = None
     if prime is not None:
         off, ptext = prime
-        x = off.copy()
-        x[0, :2] = 0.0
-        ptoks = tok.encode(x, bos=True, end=False)
-        prefix = torch.as_tensor(ptoks, dtype=torch.long)[None].expand(len(rows), -1)
-        n_prime = len(tok.decode(ptoks))
-        texts = [ptext + " " + t for t in rows]
-    ids = [alphabet.encode(t) for t in texts]
-    U = max(len(i) for i in ids)
-    text = torch.zeros(len(rows), U, dtype=torch.long)
-    for r, i in enumerate(ids):
-        text[r, : len(i)] = torch.tensor(i, dtype=torch.long)
-    seqs, stopped, extra = [], [], [] if internals else None
-    # one temperature per call: group rows by bias (usually a single group)
-    by_bias: dict[float, list[int]] = {}
-    for r, b in enumerate(bias_rows):
-        by_bias.setdefault(float(b), []).append(r)
-    results: dict[int, tuple] = {}
-    for b, idx in by_bias.items():
-        out = model.generate(
-            text[idx].to(device), (text[idx] != 0).to(device), max_new_tokens=max_steps, temperature=1.0 / (1.0 + b),
-            generator=generator, prefix_tokens=None if prefix is None else prefix[idx].to(device),
-            return_attention=internals,
-        )  # fmt: skip
-        tokens, attn = (out if internals else (out, None))
-        for j, r in enumerate(idx):
-            results[r] = (tokens[j], None if attn is None else attn[j])
-    from .models.tokenizer import END
-
-    for r in range(len(rows)):
-        tokens, attn = results[r]
-        off = tok.decode(tokens)[n_prime:]
-        if len(off) == 0:
-            off = np.array([[0.0, 0.0, 1.0]], np.float32)
         off = off.copy()
-        off[-1, 2] = 1.0
-        seqs.append(off)
-        stopped.append(bool((tokens == END).any()))
-        if internals:
-            extra.append({"text": rows[r], "tokens": tokens.cpu().numpy(), "attention": attn.float().cpu().numpy()})
-    return seqs, stopped, extra
+        off[0, :2] = 0.0  # like the training data: the pen's start position carries no information
+        priming = Priming(off, torch.tensor(alphabet.encode(ptext + " "), dtype=torch.long, device=device))
+    out = model.write_rows(text.to(device), (text != 0).to(device), list(bias_rows), generator, prime=priming,
+                           internals=internals, max_steps=max_steps)
+    if len(out.offsets) != len(rows):
+        raise HandwritingError(f"{type(model).__name__}.write_rows returned {len(out.offsets)} rows for {len(rows)}")
+    extra = None
+    if out.internals is not None:
+        extra = []
+        for row, d in zip(rows, out.internals):
+            d = {"text": row, **d}
+            if prime is not None:
+                d["full_text"] = prime[1] + " " + row
+            extra.append(d)
+    return list(out.offsets), [bool(s) for s in out.stopped], extra
+
+
+def _keep_best(seqs, stopped, extra, pieces, n, candidates, reranker, alphabet, device):
+    """Of ``candidates`` versions of every piece (rows ordered sample, candidate, piece), keep the one the
+    reranker reads closest to the piece's text; returns the kept rows and what was read in them."""
+    from .reading import best_candidates, load_recognizer
+
+    reader = load_recognizer(reranker, device=str(device))
+    per = len(pieces)
+    chars = "".join(alphabet.chars) if hasattr(alphabet, "chars") else None
+    order = [(s * candidates + c) * per + j for s in range(n) for j in range(per) for c in range(candidates)]
+    reads = reader.recognize([seqs[i] for i in order], chars=chars)
+    texts = [p for _ in range(n) for p in pieces]
+    best = [order[k] for k in best_candidates(reads, texts, candidates)]
+    kept_reads = [reads[order.index(i)] for i in best]
+    pick = lambda xs: None if xs is None else [xs[i] for i in best]  # noqa: E731
+    return pick(seqs), pick(stopped), pick(extra), kept_reads
 
 
 def write(
@@ -494,6 +343,8 @@ def write(
     line_gap: float = 0.6,
     device: str | None = None,
     line_width: int | None = None,
+    candidates: int = 1,
+    reranker: Any = None,
 ) -> Written | list[Written]:
     """Write ``text`` in handwriting; returns a :class:`Written` (a list of them for ``samples > 1`` or a
     list of biases).
@@ -516,6 +367,10 @@ def write(
     max_steps: a cap on the points per line, at least 1 (default: the model's own length guard).
     line_gap: the space between lines in line heights (>= 0).
     device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (:func:`~handwriting.devices.resolve_device`).
+    candidates: best-of-N decoding: every piece is written ``candidates`` times in the same batch and the
+        version that ``reranker`` (a recognizer; default ``recognizer-bigbank``) reads closest to the asked-for
+        text is kept (``Written.read`` holds what it read).  A decoding strategy, not the model: legibility
+        measured on reranked writing must be read by another recognizer than the reranker.
 
     Bad arguments raise an :class:`~handwriting.errors.ArgumentError` (or a
     :class:`~handwriting.devices.DeviceError`) naming the argument, its value and what is allowed, before
@@ -532,14 +387,14 @@ def write(
     if not biases:
         raise ArgumentError("write: bias is an empty list; give one value per sample (or a single number)")
     samples = check_number("write: samples", samples, 1, integer=True)
+    candidates = check_number("write: candidates", candidates, 1, 64, integer=True, hint="; best of how many versions")
     seed = secrets.randbits(31) if seed is None else check_seed("write: seed", seed)
     if max_steps is not None:
         max_steps = check_number("write: max_steps", max_steps, 1, integer=True, hint="; it caps the points per line")
     line_gap = check_number("write: line_gap", line_gap, 0, hint=LINE_GAP_HINT)
     m = resolve_model(model, device)
-    kind = _kind(m)
+    _check_writer(m)
     alphabet = _alphabet(m)
-    normalizer = getattr(m, "normalizer", None) or Normalizer()
     prime_parts = None
     if prime is not None:
         off, ptext = _prime_parts(prime)
@@ -565,23 +420,21 @@ def write(
     else:
         n = samples
         biases = biases * n
-    rows = [p for _ in range(n) for p in pieces]
-    bias_rows = [biases[s] for s in range(n) for _ in pieces]
+    rows = [p for _ in range(n * candidates) for p in pieces]
+    bias_rows = [biases[s] for s in range(n) for _ in range(candidates) for _ in pieces]
     dev = next(m.parameters()).device
     generator = torch.Generator(device=dev).manual_seed(int(seed))
     was_training = m.training
     m.eval()
     try:
-        if kind == "strokes":
-            seqs, stopped, extra = _sample_strokes(
-                m, rows, alphabet, normalizer, bias_rows, generator, prime_parts, return_internals, max_steps
-            )
-        else:
-            seqs, stopped, extra = _sample_tokens(m, rows, alphabet, bias_rows, generator, prime_parts, return_internals, max_steps)
+        seqs, stopped, extra = _write_rows(m, rows, alphabet, bias_rows, generator, prime_parts, return_internals, max_steps)
     finally:
         m.train(was_training)
-    out = []
     per = len(pieces)
+    reads = None
+    if candidates > 1:
+        seqs, stopped, extra, reads = _keep_best(seqs, stopped, extra, pieces, n, candidates, reranker, alphabet, dev)
+    out = []
     for s in range(n):
         mine = seqs[s * per : (s + 1) * per]
         slots = assemble_lines(planned, mine)
@@ -597,6 +450,7 @@ def write(
                 bias=biases[s],
                 stopped=stopped[s * per : (s + 1) * per],
                 internals=None if extra is None else extra[s * per : (s + 1) * per],
+                read=None if reads is None else reads[s * per : (s + 1) * per],
             )
         )
     return out if (n > 1 or many) else out[0]
@@ -625,6 +479,9 @@ def configure(parser) -> None:
                         help="characters per written line (default 50); longer lines wrap, pieces of a line are "
                              "written one after another and joined")
     parser.add_argument("--unknown", choices=("error", "replace"), default="error", help="characters the model does not know")
+    parser.add_argument("--candidates", type=int, default=1, metavar="N",
+                        help="best of N: write each piece N times in one batch and keep the version the recognizer "
+                             "reads best (default 1: plain sampling)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
 
 
@@ -633,7 +490,8 @@ def _styles_dir() -> Path:
     return Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "data" / "styles"
 
 
-def _load_prime(path: Path, index: int) -> Sample:
+def load_prime(path: Path, index: int) -> Sample:
+    """Sample ``index`` of a handwriting-samples file, to prime with (--prime / --style)."""
     from .datasets.jsonink import load_samples
 
     samples = load_samples(path)
@@ -660,7 +518,7 @@ def run(args) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text.replace("\\n", "\n")
     prime = None
     if args.prime:
-        prime = _load_prime(Path(args.prime), args.prime_index)
+        prime = load_prime(Path(args.prime), args.prime_index)
     elif args.style:
         path = _styles_dir() / f"{args.style}.json"
         if not path.is_file():
@@ -669,11 +527,11 @@ def run(args) -> int:
                 f"no style named {args.style!r} ({path} does not exist); "
                 + (f"available: {', '.join(have)}" if have else "no styles are installed; use --prime FILE")
             )
-        prime = _load_prime(path, args.prime_index)
+        prime = load_prime(path, args.prime_index)
     result = write(
         text, model=args.model, bias=args.bias, prime=prime, seed=args.seed, max_line_chars=args.max_line_chars,
         line_width=args.line_width,
-        unknown=args.unknown, device=args.device,
+        unknown=args.unknown, device=args.device, candidates=args.candidates,
     )  # fmt: skip
     path = save(result.offsets, out, **options)
     print(f"wrote {path} ({len(result.offsets)} points, seed {result.seed})")

@@ -181,7 +181,8 @@ def write_page(
     """Wrap ``text``, write its lines in batches (``progress(n_lines_done)`` after each) and lay them out.
     A line longer than the model writes in one go (:func:`~handwriting.generate.default_line_chars`) is
     written in pieces, joined side by side."""
-    from .generate import MAX_SEED, assemble_lines, default_line_chars, layout_lines, line_pieces, wrap_text
+    from .generate import MAX_SEED, default_line_chars
+    from .layout import assemble_lines, layout_lines, line_pieces, wrap_text
 
     piece_chars = max_chars
     if backend.model is not None:  # no more than fits the model's context or its training lines
@@ -233,16 +234,6 @@ def configure(parser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def _load_prime(path: Path, index: int) -> Sample:
-    from .datasets.jsonink import load_samples
-
-    samples = load_samples(path)
-    if not 0 <= index < len(samples):
-        have = f"the file has {len(samples)} samples" if samples else "the file holds no samples"
-        raise DataError(f"{path}: --prime-index {index} is out of range ({have})")
-    return samples[index]
-
-
 #: how tall one line of writing is drawn when no --width is given (pixels; G-code: millimetres)
 LINE_SIZE = {"svg": 64.0, "png": 48.0, "gif": 48.0, "gcode": 8.0}
 
@@ -276,7 +267,7 @@ def _save_options(fmt: str, args, line_height: float) -> dict[str, Any]:
 def run(args) -> int:
     from .devices import resolve_device
     from .export import check_output, save
-    from .generate import BIAS_HINT, LINE_GAP_HINT, check_number, check_seed
+    from .generate import BIAS_HINT, LINE_GAP_HINT, check_number, check_seed, load_prime
 
     out = Path(args.output)
     fmt = check_output(out)  # this and the options are checked before the (slow) writing
@@ -292,15 +283,16 @@ def run(args) -> int:
     text = read_text(args.input)
     prime = None
     if args.prime:
-        prime = _load_prime(Path(args.prime), args.prime_index)
+        prime = load_prime(Path(args.prime), args.prime_index)
     backend = _backend(args.model, args.device)
     if backend.alphabet is not None:
         text = check_alphabet(text, backend.alphabet, name, replace=args.unknown == "replace")
         if prime is not None:
             check_alphabet(prime.text, backend.alphabet, f"{args.prime} sample {args.prime_index} (its text)")
 
-    from .generate import wrap_text
     from tqdm import tqdm
+
+    from .layout import wrap_text
 
     n_lines = sum(1 for ln in wrap_text(text, args.max_chars) if ln)
     with tqdm(total=n_lines, unit="line", desc="writing", disable=args.quiet, file=sys.stderr) as bar:

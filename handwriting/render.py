@@ -4,7 +4,7 @@ animations.
 Every function takes the project's one representation — an ``(N, 3)`` offsets array ``(dx, dy,
 end_of_stroke)`` with y growing upwards (see :mod:`handwriting.strokes`) — or a :class:`~handwriting.strokes.Sample`
 (whose ``text`` becomes the title), or a *list* of those, which is read as lines of text and laid out top to
-bottom with :func:`stack_lines`.
+bottom with :func:`handwriting.layout.layout_lines`.
 
 Sizes
 -----
@@ -40,7 +40,8 @@ import numpy as np
 
 from ._io import atomic_write
 from .errors import HandwritingError, OutputError
-from .strokes import Sample, check_offsets, stroke_slices, to_absolute, to_offsets
+from .layout import layout_lines
+from .strokes import Sample, check_offsets, stroke_slices, to_absolute
 
 __all__ = [
     "OutputError",
@@ -116,7 +117,7 @@ def _ink(data: Any, where: str = "render") -> _Ink:
     """Accept offsets, a Sample, or a list of them (lines of text); validate and precompute."""
     if _is_lines(data):
         parts = [_one(d, f"{where}: line {i}") for i, d in enumerate(data)]
-        offsets = stack_lines([p[0] for p in parts])
+        offsets = layout_lines([p[0] for p in parts])
         text = "\n".join(p[1] for p in parts if p[1])
         heights = [h for h in (_height(p[0]) for p in parts) if h > 0]
         n_lines = len(parts)
@@ -134,36 +135,8 @@ def _ink(data: Any, where: str = "render") -> _Ink:
     return _Ink(offsets, points, text, n_lines, line_height)
 
 
-def stack_lines(lines: Sequence[Any], line_gap: float = 0.6, line_height: float | None = None) -> np.ndarray:
-    """Lay out lines of handwriting top to bottom as one offsets sequence.
-
-    Each line is shifted so that its left edge is at x = 0 and its baseline (the 10th percentile of its y
-    values, robust to descenders) lies ``line_pitch`` below the previous line's, where the pitch is
-    ``line_height`` (data units) if given, else ``(1 + line_gap)`` × the median ink height of the lines.
-    The pen lifts between lines (each line ends a stroke), so the result renders like any other sequence.
-
-    ``lines``: a list of offsets arrays or :class:`Sample` objects.
-    """
-    if len(lines) == 0:
-        raise HandwritingError("stack_lines: no lines given; pass a non-empty list of offsets arrays")
-    arrays = [
-        check_offsets(ln.offsets if isinstance(ln, Sample) else ln, f"stack_lines: line {i}")
-        for i, ln in enumerate(lines)
-    ]
-    if line_height is None:
-        heights = [h for h in map(_height, arrays) if h > 0]
-        pitch = (1.0 + line_gap) * (float(np.median(heights)) if heights else 1.0)
-    else:
-        if not line_height > 0:
-            raise HandwritingError(f"stack_lines: line_height must be > 0, got {line_height!r}")
-        pitch = float(line_height)
-    out = []
-    for k, arr in enumerate(arrays):
-        p = to_absolute(arr)
-        p[:, 0] -= p[:, 0].min()
-        p[:, 1] += -np.percentile(p[:, 1], 10) - k * pitch
-        out.append(p)
-    return to_offsets(np.vstack(out)).astype(np.float32)
+#: the old name of :func:`handwriting.layout.layout_lines`, which lays out the lists of lines drawn here.
+stack_lines = layout_lines
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import textwrap
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -47,6 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import DataError, HandwritingError
+from .layout import assemble_lines, line_pieces, wrap_text
 from .strokes import Sample
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
     "PanelState",
     "PanelResult",
     "Cancelled",
-    "wrap_text",
     "render_state",
     "render_attention",
     "Panel",
@@ -221,10 +220,12 @@ class PanelState:
     show_attention: bool = False
     fmt: str = "svg"  # "svg" or "png" (an animation is always SVG)
     max_chars: int = 40  # longer lines are wrapped
+    candidates: int = 1  # best of N (a model only): each piece written N times, the best-read one kept
 
     def generation_key(self) -> tuple:
         """The settings that change the generated writing (the rest only change the drawing)."""
-        return (self.text, float(self.bias), self.style, self.model, int(self.seed), int(self.max_chars))
+        return (self.text, float(self.bias), self.style, self.model, int(self.seed), int(self.max_chars),
+                int(self.candidates))
 
 
 @dataclass
@@ -244,18 +245,6 @@ class PanelResult:
 
 class Cancelled(HandwritingError):
     """Generation was cancelled (the Cancel button, or a newer request)."""
-
-
-def wrap_text(text: str, max_chars: int = 40) -> list[str]:
-    """Split ``text`` into lines: at newlines, then at spaces so no line is longer than ``max_chars``
-    (a longer word gets a line of its own).  Blank lines are dropped."""
-    if max_chars < 1:
-        raise HandwritingError(f"max_chars must be at least 1, got {max_chars!r}")
-    out = []
-    for para in text.splitlines():
-        para = " ".join(para.split())
-        out += textwrap.wrap(para, width=max_chars, break_long_words=False, break_on_hyphens=False)
-    return out
 
 
 def render_state(state: PanelState, result: PanelResult) -> str | bytes:
@@ -453,7 +442,7 @@ def _is_module(x: Any) -> bool:
 
 
 def _generate_batch(
-    backend: Any, lines: Sequence[str], bias: float, style: Style, seed: int, internals: bool
+    backend: Any, lines: Sequence[str], bias: float, style: Style, seed: int, internals: bool, candidates: int = 1
 ) -> list[tuple[Sample, np.ndarray | None, str]]:
     """Lines → ``(sample, φ or None, the text φ runs over)`` each, with a generator callable (one call per
     line, seeds ``seed, seed + 1, ...``) or a model (one batched :func:`handwriting.generate.write` call)."""
@@ -466,7 +455,7 @@ def _generate_batch(
     write = _write_fn()
     w = write(
         "\n".join(lines), model=backend, bias=float(bias), prime=style.prime, seed=int(seed),
-        return_internals=internals, max_line_chars=max(len(ln) for ln in lines),
+        return_internals=internals, max_line_chars=max(len(ln) for ln in lines), candidates=int(candidates),
     )  # fmt: skip
     details = w.internals or [None] * len(w.lines)
     out = []
@@ -558,6 +547,9 @@ class Panel:
         )  # fmt: skip
         self.seed = W.BoundedIntText(value=int(seed), min=0, max=2**31 - 1, description="seed", layout=lay(width="160px"))
         self.model = W.Dropdown(options=self._models.labels, description="model", layout=lay(width="320px"))
+        self.candidates = W.Dropdown(options=[("plain", 1), ("best of 4", 4), ("best of 8", 8)], value=1,
+                                     description="decoding", layout=lay(width="220px"),
+                                     tooltip="best of N: write N versions at once, keep the one the recognizer reads best")
         self.style = W.Dropdown(options=list(self._styles), value=style or NO_STYLE.label, description="style",
                                 layout=lay(width="420px"))
         self.samples_path = W.Text(placeholder="my_samples.json", description="samples", layout=lay(width="300px"))
@@ -577,14 +569,14 @@ class Panel:
         self.attention = W.Image(format="png", layout=lay(display="none", max_width="480px"))
         self.widget = W.VBox([
             self.text,
-            W.HBox([self.bias, self.seed, self.model]),
+            W.HBox([self.bias, self.seed, self.model, self.candidates]),
             W.HBox([self.style, self.samples_path, self.load_button]),
             W.HBox([self.stroke_width, self.color, self.animate, self.show_attention, self.fmt]),
             W.HBox([self.regenerate_button, self.cancel_button, self.status]),
             W.HBox([self.output, self.attention]),
         ])  # fmt: skip
 
-        for w in (self.text, self.bias, self.seed, self.model, self.style):
+        for w in (self.text, self.bias, self.seed, self.model, self.style, self.candidates):
             w.observe(self._on_generation_change, names="value")
         for w in (self.stroke_width, self.color, self.animate, self.fmt):
             w.observe(self._on_render_change, names="value")
@@ -613,7 +605,7 @@ class Panel:
             text=self.text.value, bias=float(self.bias.value), style=self.style.value, model=self.model.value or "",
             seed=int(self.seed.value), stroke_width=float(self.stroke_width.value), color=self.color.value,
             animate=bool(self.animate.value), show_attention=bool(self.show_attention.value), fmt=self.fmt.value,
-            max_chars=self.max_chars,
+            max_chars=self.max_chars, candidates=int(self.candidates.value),
         )  # fmt: skip
 
     @property
@@ -659,11 +651,9 @@ class Panel:
 
             prime = None if style.prime is None else (style.prime.offsets, style.prime.text)
             piece_chars = min(piece_chars, default_line_chars(backend, prime))
-        lines = wrap_text(state.text, state.max_chars)
+        lines = [ln for ln in wrap_text(state.text, state.max_chars) if ln]  # (the panel shows no blank lines)
         if not lines:
             raise HandwritingError("nothing to write: type some text")
-        from .generate import assemble_lines, line_pieces
-
         planned = [line_pieces(ln, piece_chars) for ln in lines]
         todo = [(i, p) for i, (ps, _) in enumerate(planned) for p in ps]
         done: list[tuple[Sample, np.ndarray | None, str]] = []
@@ -674,7 +664,7 @@ class Panel:
             if progress is not None:
                 progress(start, len(todo))
             done += _generate_batch(backend, [p for _, p in todo[start : start + step]], state.bias, style,
-                                    state.seed + start, state.show_attention)
+                                    state.seed + start, state.show_attention, state.candidates)
         if progress is not None:
             progress(len(todo), len(todo))
         joined = assemble_lines(planned, [s.offsets for s, _, _ in done])

@@ -5,7 +5,7 @@
 Lines of 38–50 characters are made of held-out bigbank words (never in the model's training lines; random
 seed 0), written at each bias (a) in one go (``max_line_chars=100``) and (b) as ``write()`` does by default
 (pieces of at most :func:`handwriting.generate.default_line_chars` characters, joined by
-:func:`handwriting.generate.join_pieces`), and read by the recognizer (greedy).  Prints the character error
+:func:`handwriting.layout.join_pieces`), and read by the recognizer (greedy).  Prints the character error
 rate without spaces (how well the letters are written) and with them (the recognizer, trained on single
 words, reads the spaces of either kind of line about equally well).  Each line is read as one sample.
 """
@@ -18,8 +18,7 @@ import json
 import numpy as np
 
 from handwriting import evaluate
-from handwriting.generate import assemble_lines, default_line_chars, line_pieces, resolve_model, write
-from handwriting.strokes import Sample
+from handwriting.generate import default_line_chars, resolve_model
 
 
 def long_lines(n: int, seed: int = 0) -> list[str]:
@@ -32,17 +31,6 @@ def long_lines(n: int, seed: int = 0) -> list[str]:
             line.append(words[rng.integers(len(words))])
         if len(" ".join(line)) <= 50:
             out.append(" ".join(line))
-    return out
-
-
-def written(model, texts: list[str], bias: float, piece_chars: int, batch: int = 16) -> list[Sample]:
-    """Each text as one line (its pieces joined as write() joins them), in data units."""
-    out = []
-    for k in range(0, len(texts), batch):
-        chunk = texts[k : k + batch]
-        w = write("\n".join(chunk), model=model, bias=bias, seed=k, max_line_chars=piece_chars, line_width=100)
-        lines = assemble_lines([line_pieces(t, piece_chars) for t in chunk], [s.offsets for s in w.lines])
-        out += [Sample(o, text=t) for o, t in zip(lines, chunk)]
     return out
 
 
@@ -62,7 +50,7 @@ def main(argv=None) -> int:
     rows = []
     for bias in args.bias:
         for how, piece_chars in (("whole", 100), ("pieces", pieces)):
-            samples = written(model, texts, bias, piece_chars)
+            samples, _ = evaluate.write_lines(model, texts, bias, seed=0, batch=16, piece_chars=piece_chars)
             preds = rec.recognize(samples, beam_width=1, chars=evaluate._reading_chars(rec, None, texts))
             bare = evaluate.cer([p.replace(" ", "") for p in preds], [t.replace(" ", "") for t in texts])
             rows.append({"bias": bias, "written": how, "cer_without_spaces": bare, "cer": evaluate.cer(preds, texts)})

@@ -29,8 +29,7 @@ def _boom(*args, **kwargs):
 @pytest.fixture
 def no_work(monkeypatch):
     """Writing, loading a generator, laying out a page and evaluating all fail the test if reached."""
-    for obj, name in ((gen, "_sample_strokes"), (gen, "_sample_tokens"), (pretrained, "load_pretrained"),
-                      (gp, "_backend"), (ev, "_generate")):  # fmt: skip
+    for obj, name in ((gen, "_write_rows"), (pretrained, "load_pretrained"), (gp, "_backend"), (ev, "write_lines")):
         monkeypatch.setattr(obj, name, _boom)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # "cuda" means: no GPU here
 

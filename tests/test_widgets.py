@@ -9,6 +9,7 @@ import pytest
 
 from handwriting.datasets.jsonink import save_samples
 from handwriting.errors import HandwritingError
+from handwriting.layout import wrap_text
 from handwriting.strokes import Sample, from_strokes
 from handwriting.widgets import (
     BIAS_STEPS,
@@ -21,7 +22,6 @@ from handwriting.widgets import (
     render_attention,
     render_state,
     smooth,
-    wrap_text,
 )
 
 
@@ -114,10 +114,11 @@ def test_long_text_is_wrapped_and_generated_line_by_line():
     assert len(p.result.lines) == len(texts) and f"{len(texts)} lines" in p.status.value
 
 
-def test_wrap_text():
-    assert wrap_text("a b c d", 3) == ["a b", "c d"]
-    assert wrap_text("one\n\n  two  ", 10) == ["one", "two"]
-    assert wrap_text("unbreakable", 4) == ["unbreakable"]
+def test_the_panel_wraps_like_write_but_shows_no_blank_lines():
+    gen = Recorder()
+    p = make(gen, text="a b c d\n\n  unbreakable  ", max_chars=4)
+    assert wrap_text("a b c d\n\n  unbreakable  ", 4) == ["a b", "c d", "", "unbr", "eaka", "ble"]  # as write()
+    assert [s.text for s in p.result.lines] == ["a b", "c d", "unbr", "eaka", "ble"]  # no line wider than 4
     with pytest.raises(HandwritingError):
         wrap_text("x", 0)
 
@@ -334,3 +335,21 @@ def test_a_transformer_writes_long_lines_in_pieces_that_fit_its_context(monkeypa
     assert asked == pieces and len(pieces) > 1 and all(len(x) <= limit for x in pieces)
     assert [ln.text for ln in p.result.lines] == ["the quick brown fox jumps"]  # one line on the page
     assert int(p.result.lines[0].offsets[:, 2].sum()) >= len(pieces)  # the pen lifts at least between pieces
+
+
+def test_best_of_n_is_a_panel_option_passed_to_write(monkeypatch):
+    import handwriting.widgets as widgets
+
+    seen = []
+    real = widgets._write_fn()
+
+    def spy(*args, **kw):
+        seen.append(kw.get("candidates"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(widgets, "_write_fn", lambda: spy)
+    p = Panel(model="graves-synthesis-tiny", text="ab", debounce=0, background=False)
+    assert seen[-1] == 1
+    key = p.result.key
+    p.candidates.value = 4  # regenerates
+    assert seen[-1] == 4 and p.result.key != key and p.result.key[-1] == 4

@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._io import atomic_write, remove_stale_temporaries
+from .._io import atomic_write, remove_stale_temporaries, sha256_file
 from ..errors import DataError
 
 __all__ = ["DATASETS", "DatasetFile", "DownloadError", "bigbank_path", "data_dir", "dataset_path", "download",
@@ -120,15 +120,6 @@ def _spec(name: str) -> DatasetFile:
     except KeyError:
         known = ", ".join(sorted(DATASETS))
         raise DataError(f"unknown data set {name!r}; known: {known} (and iam, installed by hand)") from None
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK * 16):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _matches(path: Path, spec: DatasetFile) -> bool:

@@ -52,6 +52,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..devices import bf16_matmul_supported
+from ..strokes import Normalizer
+from .base import Priming, WrittenRows, concat_texts
 from .graves_fused import (
     StepSampler,
     prediction_forward,
@@ -79,6 +81,7 @@ __all__ = [
     "bf16_matmul_supported",
     "concat_texts",
     "window_stop",
+    "sample_rows",
 ]
 
 
@@ -563,6 +566,12 @@ class SynthesisNetwork(_GravesBase):
             res.internals = _window_internals(phi_bt, rec["abk"][:T].transpose(0, 1), torch.bmm(phi_bt, onehot), K)
         return res
 
+    def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
+                   max_steps: int | None = None) -> WrittenRows:
+        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`:
+        :func:`sample_rows`."""
+        return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps)
+
 
 def _window_internals(phi, abk, w, K: int) -> dict[str, torch.Tensor]:
     """φ (B, T, U), α‖β‖κ (B, T, 3K) and w (B, T, A) → the ``internals`` dict."""
@@ -631,22 +640,42 @@ def window_stop(phi: torch.Tensor, phi_end: torch.Tensor) -> torch.Tensor:
     return phi_end > phi.amax(-1)
 
 
-def concat_texts(a: torch.Tensor, a_mask: torch.Tensor, b: torch.Tensor, b_mask: torch.Tensor):
-    """Per row, the valid characters of ``a`` followed by those of ``b``, left-aligned and zero-padded.
-
-    Returns ``(text, mask)`` of width ``max_b(len a_b + len b_b)``.
-    """
-    a_mask, b_mask = a_mask.bool(), b_mask.bool()
-    la = a_mask.sum(1)
-    total = la + b_mask.sum(1)
-    B = a.shape[0]
-    width = max(int(total.max()), 1) if B else 1
-    out = torch.zeros(B, width, dtype=a.dtype, device=a.device)
-    for src, m, offset in ((a, a_mask, torch.zeros_like(la)), (b, b_mask, la)):
-        rank = torch.cumsum(m.long(), 1) - 1 + offset.unsqueeze(1)
-        rows, cols = m.nonzero(as_tuple=True)
-        out[rows, rank[rows, cols]] = src[rows, cols]
-    return out, torch.arange(width, device=a.device).unsqueeze(0) < total.unsqueeze(1)
+def sample_rows(model, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
+                max_steps: int | None = None) -> WrittenRows:
+    """:meth:`~handwriting.models.base.TextWriter.write_rows` for a model whose ``sample`` draws normalised
+    offsets into a :class:`SampleResult` (the synthesis network, the MDN transformer): the prime goes in
+    normalised with ``model.normalizer`` (none: identity) and the rows come out denormalised with it; the
+    internals are cut to each row's points (φ also to the characters the row's window ran over)."""
+    device = next(model.parameters()).device
+    normalizer = getattr(model, "normalizer", None) or Normalizer()
+    B = text_ids.shape[0]
+    primed = None
+    if prime is not None:
+        x = torch.from_numpy(normalizer.normalize(prime.offsets))[None].expand(B, -1, -1).to(device)
+        primed = Prime(x=x.contiguous(), text=prime.text_ids[None].expand(B, -1).to(device).contiguous())
+    res = model.sample(
+        text=text_ids, text_mask=text_mask, bias=torch.tensor(list(bias), dtype=torch.float32, device=device),
+        generator=generator, max_steps=max_steps, internals=internals, prime=primed,
+    )  # fmt: skip
+    seqs = [normalizer.denormalize(s) for s in res.sequences()]
+    stopped = [bool(s) for s in res.stopped.tolist()]
+    if not internals:
+        return WrittenRows(seqs, stopped)
+    extra = []
+    params = res.biased_params()
+    chars = res.text_mask.sum(1).tolist()
+    for r in range(B):
+        n = len(seqs[r])
+        d: dict[str, Any] = {}
+        for k, v in res.internals.items():
+            a = v[r, :n].detach().float().cpu().numpy()
+            d[k] = a[:, : int(chars[r])] if k == "phi" else a
+        if params is not None:
+            d["params"] = params.map(lambda t: t[r, :n].detach().cpu())
+            d["pi"] = torch.softmax(params.pi_logits[r, :n].float(), -1).cpu().numpy()
+            d["eos"] = torch.sigmoid(params.eos_logit[r, :n].float()).cpu().numpy()
+        extra.append(d)
+    return WrittenRows(seqs, stopped, extra)
 
 
 # ----------------------------------------------------------------------------------------------------------

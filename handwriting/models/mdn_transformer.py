@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import HandwritingError
+from .base import Priming, WrittenRows, concat_texts
 from .mdn import MDNHead, MixtureParams, mixture_log_density, sample_mixture
 from .transformer import (
     DecodePlan,
@@ -198,6 +200,17 @@ class MDNTransformer(DecoderBase):
         finally:
             self.train(was_training)
 
+    def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
+                   max_steps: int | None = None) -> WrittenRows:
+        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`:
+        :func:`~handwriting.models.graves.sample_rows`.  A model trained without text writes none."""
+        if not self.conditional:
+            raise HandwritingError("this MDN transformer was trained without text (alphabet_size=0): it writes no "
+                                   "text; draw from it with model.sample(n=...) instead, or use a text-conditioned model")
+        from .graves import sample_rows
+
+        return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps)
+
     def _sample(self, text, text_mask, bias, max_steps, generator, seed, prime, internals, n, pen_temperature,
                 points_per_char, steps, zero_context):
         from .graves import SampleResult
@@ -215,8 +228,6 @@ class MDNTransformer(DecoderBase):
             B = text.shape[0]
             ctx_text, ctx_mask = text, mask
             if prime is not None:
-                from .graves import concat_texts
-
                 pt = prime.text.to(device)
                 pm = (pt != 0) if prime.text_mask is None else prime.text_mask.to(device).bool()
                 ctx_text, ctx_mask = concat_texts(pt, pm, text, mask)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..strokes import AugmentConfig, Sample, augment as _augment, downsample as _downsample, stitch as _stitch
+from .base import Priming, WrittenRows, concat_texts
 from .tokenizer import BOS, END, PAD, tokenizer_from_dict
 
 __all__ = [
@@ -594,6 +595,13 @@ class CursiveTransformer(DecoderBase):
         """The tokenizer saved in the config (``None`` if the model was built without one)."""
         return None if self.config.tokenizer is None else tokenizer_from_dict(self.config.tokenizer)
 
+    @property
+    def positions_per_point(self) -> int:
+        """Context positions one point takes (its tokens): how :func:`handwriting.generate.default_line_chars`
+        counts what fits into ``block_size``."""
+        tok = self.tokenizer
+        return 2 if tok is None else tok.tokens_per_point
+
     def forward(self, tokens, text, text_mask=None, zero_context: bool = False) -> torch.Tensor:
         """Logits ``(B, T, vocab)`` for input tokens ``(B, T)`` and character ids ``(B, U)``."""
         return self.head(self._trunk(self.tok_emb(tokens), self.prepare_context(text, text_mask, zero_context)))
@@ -671,6 +679,50 @@ class CursiveTransformer(DecoderBase):
                                       prefix_tokens, return_attention, zero_context, min_new_tokens)
         finally:
             self.train(was_training)
+
+    def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
+                   max_steps: int | None = None) -> WrittenRows:
+        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`generate`: the bias
+        becomes the temperature ``1 / (1 + bias)`` (one :meth:`generate` call per distinct bias), the prime's
+        tokens are the prefix (and its points are cut from the rows), ``max_steps`` caps the new tokens.  The
+        internals are each row's ``tokens`` and cross-``attention``."""
+        tok = self.tokenizer
+        if tok is None:
+            raise DataError("this cursive transformer has no tokenizer (config.tokenizer); load it from a checkpoint")
+        device, B = next(self.parameters()).device, text_ids.shape[0]
+        prefix, n_prime = None, 0
+        if prime is not None:
+            ptoks = tok.encode(prime.offsets, bos=True, end=False)
+            prefix = torch.as_tensor(ptoks, dtype=torch.long)[None].expand(B, -1)
+            n_prime = len(tok.decode(ptoks))
+            pids = prime.text_ids.to(text_ids.device)[None].expand(B, -1)
+            text_ids, text_mask = concat_texts(pids, pids != 0, text_ids, text_mask)
+        by_bias: dict[float, list[int]] = {}  # one temperature per call: rows grouped by bias (usually one group)
+        for r, b in enumerate(bias):
+            by_bias.setdefault(float(b), []).append(r)
+        results: dict[int, tuple] = {}
+        for b, idx in by_bias.items():
+            out = self.generate(
+                text_ids[idx], text_mask[idx], max_new_tokens=max_steps, temperature=1.0 / (1.0 + b),
+                generator=generator, prefix_tokens=None if prefix is None else prefix[idx].to(device),
+                return_attention=internals,
+            )  # fmt: skip
+            tokens, attn = out if internals else (out, None)
+            for j, r in enumerate(idx):
+                results[r] = (tokens[j], None if attn is None else attn[j])
+        seqs, stopped, extra = [], [], [] if internals else None
+        for r in range(B):
+            tokens, attn = results[r]
+            off = tok.decode(tokens)[n_prime:]
+            if len(off) == 0:
+                off = np.array([[0.0, 0.0, 1.0]], np.float32)
+            off = off.copy()
+            off[-1, 2] = 1.0
+            seqs.append(off)
+            stopped.append(bool((tokens == END).any()))
+            if internals:
+                extra.append({"tokens": tokens.cpu().numpy(), "attention": attn.float().cpu().numpy()})
+        return WrittenRows(seqs, stopped, extra)
 
     def _generate(self, text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
                   prefix_tokens, return_attention, zero_context, min_new_tokens):

@@ -1,0 +1,77 @@
+"""The shipped generators write what they wrote before the writing interface (``write_rows``) and
+``handwriting.layout`` (issue #15): ``write("hello", model=NAME, seed=0, bias=1)`` — plain, and primed with
+the model's own ``"ab"`` — pinned by its number of points and pen lifts, the sums of its ``dx`` and ``dy``, and
+two of its points, all computed before that refactor (in float32 on one thread: the Graves networks' "auto"
+precision would use bf16 matmuls where the CPU has them, so the pins force fp32 to hold on every CPU).  A change in what a model draws (its numbers, or the
+order in which it uses the random generator) fails here; a deliberate one updates the pins and says why."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from handwriting.generate import resolve_model, write
+from handwriting.strokes import Sample
+
+# name: (points, pen lifts, (sum dx, sum dy), (dx, dy) of the second and the second-to-last point)
+PLAIN = {
+    "graves-synthesis-tiny": (127, 7, (0.15160436276346445, -0.0562960285533336),
+                             ((0.015514684841036797, 0.03018760308623314), (0.0061352429911494255, -0.0033498490229249))),
+    "cursive-transformer-tiny": (198, 2, (1.072381642909022, -0.13259611040120944),
+                                ((0.006468208972364664, 0.015936531126499176), (-0.007608829997479916, -0.02460779994726181))),
+    "mdn-transformer-tiny": (200, 2, (1.821949286852032, 0.029699846461880952),
+                            ((-0.006988849490880966, -0.008823920041322708), (0.012670695781707764, 0.004357405938208103))),
+    "graves-synthesis-bigbank": (94, 1, (0.6105739925988019, 0.1340565806021914),
+                                ((0.010080085135996342, 0.01933869905769825), (-0.003195207566022873, 0.006397107616066933))),
+    "cursive-transformer-bigbank": (220, 2, (1.0350858054298442, 0.08827917664893903),
+                                   ((0.014676122926175594, 0.014676122926175594), (0.009422443807125092, 0.004466779064387083))),
+    "mdn-transformer-bigbank": (13, 2, (0.058481983840465546, 0.07229911477770656),
+                               ((0.009902825579047203, 0.0020258305594325066), (-0.00010627927258610725, -0.010751758702099323))),
+}  # fmt: skip
+PRIMED = {
+    "graves-synthesis-tiny": (164, 8, (0.3957938007079065, -0.04797583899926394),
+                             ((-0.017508216202259064, 0.03331327438354492), (0.005427123513072729, -0.006633835379034281))),
+    "cursive-transformer-tiny": (183, 2, (1.0002699744945858, -0.18782698374707252),
+                                ((0.043920088559389114, 0.025636790320277214), (-0.0323481522500515, -0.04073349013924599))),
+    "mdn-transformer-tiny": (200, 2, (1.7255656700581312, 0.4297967017337214),
+                            ((-0.005424637347459793, -0.015054821036756039), (0.020604059100151062, -0.008531375788152218))),
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _fp32(name):
+    """The pretrained model, a copy of it with its matmul precision fixed at fp32 (the cache keeps the original)."""
+    model = copy.deepcopy(resolve_model(name))
+    if hasattr(model.config, "precision"):
+        model.config.precision = "fp32"
+    return model
+
+
+def _check(offsets: np.ndarray, pinned) -> None:
+    points, lifts, sums, (second, before_last) = pinned
+    assert (len(offsets), int(offsets[:, 2].sum())) == (points, lifts)
+    assert offsets[:, :2].sum(0, dtype=np.float64).tolist() == pytest.approx(sums, rel=1e-5, abs=1e-8)
+    assert offsets[[1, -2], :2].astype(float).tolist() == [pytest.approx(second, rel=1e-5, abs=1e-8),
+                                                           pytest.approx(before_last, rel=1e-5, abs=1e-8)]
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_shipped_generators_write_as_pinned(name):
+    _check(write("hello", model=_fp32(name), seed=0, bias=1).offsets, PLAIN[name])
+
+
+@pytest.mark.parametrize("name", PRIMED)
+def test_primed_writing_is_as_pinned(name):
+    model = _fp32(name)
+    prime = write("ab", model=model, seed=1, bias=1, max_steps=30)  # short enough for the tiny transformer's context
+    _check(write("hello", model=model, seed=0, bias=1, prime=Sample(prime.offsets, text="ab")).offsets, PRIMED[name])
