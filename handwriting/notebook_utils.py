@@ -1,17 +1,21 @@
-"""Small helpers the course notebooks share: where figures go, and saving them there.
+"""Small helpers the course notebooks share: where figures go, saving them there, and picking held-out words.
 
 Figures land in ``<repo>/figures/`` under stable names, whether a notebook runs in Jupyter (cwd =
 ``notebooks/``) or headless through ``handwriting course`` (which sets ``$HANDWRITING_FIGURES``).
+:func:`pick_heldout_words` chooses the real words a figure sets beside generated ones from the held-out side of
+the standard word-disjoint bigbank split, so no figure compares a model with words it was trained on.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 from ._io import atomic_write
 
-__all__ = ["repo_root", "figures_dir", "figure_path", "save_figure", "is_quick"]
+__all__ = ["repo_root", "figures_dir", "figure_path", "save_figure", "is_quick", "bigbank_split",
+           "pick_heldout_words"]
 
 FIGURES_ENV = "HANDWRITING_FIGURES"
 QUICK_ENV = "HANDWRITING_QUICK"
@@ -86,3 +90,47 @@ def is_quick(default: bool = False) -> bool:
     if v is None:
         return default
     return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# held-out words
+
+
+@functools.lru_cache(maxsize=2)
+def _split(path: str, mtime_ns: int, valid_fraction: float, seed: int) -> tuple[tuple, tuple]:
+    from .datasets.jsonink import load_bigbank
+    from .datasets.torch_data import word_disjoint_split
+
+    train, valid = word_disjoint_split(load_bigbank(path), valid_fraction, seed=seed)
+    return tuple(train), tuple(valid)
+
+
+def bigbank_split(valid_fraction: float = 0.1, seed: int = 0, path=None) -> tuple[tuple, tuple]:
+    """``(train, valid)``: all of bigbank split word-disjointly as the shipped bigbank models were trained
+    (:func:`handwriting.datasets.torch_data.word_disjoint_split`, ``valid_fraction`` 0.1, seed 0); cached.
+
+    ``path=None`` finds the file (:func:`handwriting.datasets.download.bigbank_path`, which raises a
+    :class:`~handwriting.errors.DataError` naming the fix when it is not on this machine).
+    """
+    if path is None:
+        from .datasets.download import bigbank_path
+
+        path = bigbank_path()
+    path = Path(path)
+    return _split(os.fspath(path), path.stat().st_mtime_ns, float(valid_fraction), int(seed))
+
+
+def pick_heldout_words(n: int, alphabet=None, min_chars: int = 4, max_chars: int = 8, *, skip: int = 0,
+                       letters_only: bool = True, valid_fraction: float = 0.1, seed: int = 0, path=None) -> list:
+    """Up to ``n`` real bigbank words (samples, data units) that no shipped bigbank model trained on: the
+    held-out side of :func:`bigbank_split`, in file order, ``min_chars``..``max_chars`` characters long, letters
+    only (``letters_only``), every character in ``alphabet`` (anything that supports ``in``: a model's
+    ``Alphabet``, a string; ``None``: any), after skipping the first ``skip`` that qualify.
+
+    Notebook 04 draws Graves' Fig. 15 (real vs generated) and the primes of Fig. 17 with it;
+    ``tests/test_figures.py`` checks its words against the training split of the model's card.
+    """
+    valid = bigbank_split(valid_fraction, seed, path)[1]
+    fit = [s for s in valid if min_chars <= len(s.text) <= max_chars and (not letters_only or s.text.isalpha())
+           and (alphabet is None or all(ch in alphabet for ch in s.text))]
+    return fit[skip: skip + n]

@@ -493,7 +493,7 @@ def build_training(opts: dict) -> tuple:
             from ..datasets.download import bigbank_path
 
             path = bigbank_path()
-        info = {"data": "bigbank", "data_file": portable_path(path), "data_sha256": sha256_file(path)}
+        info = {"data": "bigbank + synthetic", "data_file": portable_path(path), "data_sha256": sha256_file(path)}
         info.update(getattr(valid_loader, "data_info", {}))
         config.sample_every = None
         return model, train_loader, valid_loader, config, {"training": info, "alphabet": getattr(model, "alphabet", None)}, None
