@@ -216,9 +216,11 @@ def trained_line_chars(model) -> int | None:
     lines of 38–50 held-out characters written by the shipped Graves network read at 40.1 / 32.8 / 30.2% CER
     (bias 0.5 / 1 / 2) when written whole, 34.6 / 29.1 / 26.0% in pieces of at most 26 characters joined
     (``python scripts/long_lines.py``)."""
+    from .datasets.sources import is_cursive_data
+
     training = (getattr(model, "meta", None) or {}).get("training") or {}
     words = training.get("words_per_line")
-    if training.get("data") != "bigbank" or not words:
+    if not words or not is_cursive_data(training.get("data") or ""):  # bigbank, synthbank or both
         return None
     most = int(words[-1] if isinstance(words, (list, tuple)) else str(words).split("-")[-1])
     return most * (BIGBANK_WORD_CHARS_P90 + 1) - 1
@@ -228,7 +230,7 @@ def default_line_chars(model, prime: tuple[np.ndarray, str] | None = None) -> in
     """The longest line ``write`` gives the model in one piece: its text length, no longer than the lines it
     was trained on (:func:`trained_line_chars`), and for the transformers no more than fits in their
     context — ``block_size`` positions (two tokens or one position per point) at the training data's points
-    per character, with 30% to spare — less what a priming sample takes (of the training line length, no
+    per character, with 60% to spare (long words of tall letters take more) — less what a priming sample takes (of the training line length, no
     more than half).  Longer lines are written in pieces and joined (:func:`join_pieces`)."""
     cfg = getattr(model, "config", None)
     n = int(getattr(cfg, "text_len", 0) or DEFAULT_MAX_LINE_CHARS)
@@ -241,7 +243,7 @@ def default_line_chars(model, prime: tuple[np.ndarray, str] | None = None) -> in
     if block and ppc:
         per_point = getattr(model, "positions_per_point", 1)  # two tokens per point for the cursive transformer
         room = block - (per_point * len(prime[0]) if prime is not None else 0)
-        n = min(n, int(room / (per_point * ppc * 1.3)))
+        n = min(n, int(room / (per_point * ppc * 1.6)))
     return max(1, n)
 
 

@@ -218,7 +218,7 @@ def configure(parser) -> None:
                         help="output file; its suffix picks the format: .svg .png .gif .gcode .nc .ngc .html")
     parser.add_argument("--model", "-m", default=None,
                         help="pretrained name, checkpoint path, or synthetic[:WRITER] (default: the default pretrained model)")
-    parser.add_argument("--bias", "-b", type=float, default=0.75, help="sampling bias: 0 = as trained, higher = neater (default 0.75)")
+    parser.add_argument("--bias", "-b", type=float, default=0.5, help="sampling bias: 0 = as trained, higher = neater (default 0.5, as write())")
     parser.add_argument("--seed", "-s", type=int, default=0, help="random seed (same seed, same page; default 0)")
     parser.add_argument("--prime", default=None, metavar="FILE", help="write in the style of a sample from a handwriting-samples JSON file")
     parser.add_argument("--prime-index", type=int, default=0, help="which sample of the --prime file (default 0)")

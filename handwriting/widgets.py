@@ -210,7 +210,7 @@ class PanelState:
     """Every setting of the panel (what the widgets show)."""
 
     text: str = "hello world"
-    bias: float = 0.75
+    bias: float = 0.5
     style: str = NO_STYLE.label
     model: str = ""
     seed: int = 0
@@ -502,7 +502,7 @@ class Panel:
         *,
         generator: Callable | None = None,
         text: str = "hello world",
-        bias: float = 0.75,
+        bias: float = 0.5,
         seed: int = 0,
         style: str | None = None,
         bigbank: int | bool = False,

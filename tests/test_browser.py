@@ -223,14 +223,15 @@ def _drive(page, url: str, tmp_path: Path) -> None:
     if select.count():
         select.click()
 
-    # every code cell has run (each input prompt shows an execution number), or one has failed
+    # every code cell has run (none queued or running, at least one numbered), or one has failed
     page.wait_for_function(
         """() => {
             const failed = [...document.querySelectorAll(
                 ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")]
                 .some(e => /Traceback|Error\\b/.test(e.textContent));
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            return failed || (prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)));
+            // queued and running cells show [*]; a solution cell's collapsed input shows no number at all
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent);
+            return failed || (prompts.some(t => /\\[\\d+\\]/.test(t)) && !prompts.some(t => /\\[\\*\\]/.test(t)));
         }""",
         timeout=TIMEOUT_MS,
     )

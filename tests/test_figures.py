@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from handwriting.notebook_utils import bigbank_split, pick_heldout_words
+from handwriting.notebook_utils import pick_heldout_words
 
 ROOT = Path(__file__).resolve().parent.parent
 NB04 = ROOT / "notebooks" / "04_handwriting_synthesis.ipynb"
@@ -49,26 +49,35 @@ def writer():
     return load_pretrained(WRITER)
 
 
-def _training_words(writer, path: Path) -> set[str]:
-    """The words of the writer's training split, rebuilt from its model card."""
+def _training_words(writer, path: Path, synthbank: Path, monkeypatch) -> set[str]:
+    """The words of the writer's training lines, rebuilt with the project's own loader from its model card
+    (its data sources, split fraction and seed; each source checked against the recorded checksum)."""
+    from handwriting.datasets.sources import load_data
+    from handwriting.train import DEFAULTS
+
     training = writer.meta["training"]
-    assert training["data"] == "bigbank"
-    if training.get("data_sha256") and hashlib.sha256(path.read_bytes()).hexdigest() != training["data_sha256"]:
-        pytest.skip(f"{path} is not the bigbank file {WRITER} was trained on")
-    vf = float(training.get("valid_fraction", training.get("options", {}).get("valid_fraction", 0.1)))
-    seed = int(training.get("options", {}).get("seed", 0))  # `handwriting train` splits with the run's seed
-    train, valid = bigbank_split(vf, seed, path)
-    assert (len(train), len(valid)) == (training["train_samples"], training["valid_samples"])
+    parts = training.get("data_parts") or {training["data"]: training}
+    monkeypatch.setenv("HANDWRITING_BIGBANK", str(path))
+    monkeypatch.setenv("HANDWRITING_SYNTHBANK", str(synthbank))
+    for name, info in parts.items():
+        file = {"bigbank": path, "synthbank": synthbank}[name]
+        if hashlib.sha256(file.read_bytes()).hexdigest() != info["data_sha256"]:
+            pytest.skip(f"{file} is not the {name} file {WRITER} was trained on")
+    options = training.get("options", {})
+    opts = dict(DEFAULTS, data=training["data"], seed=int(options.get("seed", 0)),
+                valid_fraction=float(options.get("valid_fraction", 0.1)))
+    train, valid, info = load_data(opts)
+    assert len(valid) == training["valid_samples"]  # the same held-out words as the run
     return {w for s in train for w in s.text.split()}
 
 
 @pytest.mark.parametrize("figure", ["graves_fig15_real_vs_generated.png", "graves_fig17_primed.png"])
-def test_notebook_04_real_words_are_held_out(figure, writer, bigbank_path):
+def test_notebook_04_real_words_are_held_out(figure, writer, bigbank_path, synthbank_path, monkeypatch):
     source = _code_cell(NB04, figure)
     calls = _calls(source, "pick_heldout_words")
     assert calls, f"the cell of {figure} should pick its real words with pick_heldout_words"
     assert "pick_words(" not in source and "words[" not in source, "real words must not come from the training data"
-    trained_on = _training_words(writer, bigbank_path)
+    trained_on = _training_words(writer, bigbank_path, synthbank_path, monkeypatch)
     namespace = {"pick_heldout_words": partial(pick_heldout_words, path=bigbank_path), "writer": writer, "SEED": 0}
     for args in calls:
         picked = eval(f"pick_heldout_words({args})", namespace)  # the notebook's own call

@@ -203,16 +203,16 @@ def test_transformer_writes_too():
 
 def test_transformer_lines_are_wrapped_to_what_fits_in_its_context():
     """A transformer cannot write past ``block_size`` positions: write(), the page writer and the panel wrap
-    the text into lines that fit (at the training data's points per character, with 30% to spare)."""
+    the text into lines that fit (at the training data's points per character, with 60% to spare)."""
     from handwriting.generate import default_line_chars
     from handwriting.generate_page import _Backend, write_page
 
     m = _tiny_transformer()
     assert default_line_chars(m) == 20  # no point density known: only the text context limits
-    m.meta = {"training": {"points_per_char": 4.0}}  # 2 tokens per point: 64 / (2 * 4 * 1.3) = 6.15 characters
-    assert default_line_chars(m) == 6
+    m.meta = {"training": {"points_per_char": 4.0}}  # 2 tokens per point: 64 / (2 * 4 * 1.6) = 5 characters
+    assert default_line_chars(m) == 5
     prime = (np.zeros((10, 3), np.float32), "ab")  # takes 20 of the 64 positions and 3 of the 20 characters
-    assert default_line_chars(m, prime) == int(44 / 10.4)
+    assert default_line_chars(m, prime) == int(44 / 12.8)
     text = "ab ba abba ab baba"
     w = write(text, model=m, seed=0, max_steps=12)
     # written in pieces that fit, joined into one line: each piece keeps its shape (turned level), middles

@@ -217,7 +217,7 @@ def test_debounced_background_generation():
     p.bias.value = 2.0  # within the debounce: only the last value is generated
     assert p.wait(10) is not None
     assert p.result.key[1] == 2.0
-    assert [c[1] for c in gen.calls] == [0.75, 2.0]
+    assert [c[1] for c in gen.calls] == [0.5, 2.0]  # the default bias, then the last value
 
 
 def test_cancel_stops_between_lines():
