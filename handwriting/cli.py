@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("handwriting.pretrained", "list the pretrained models shipped with the course"),
     "train": ("handwriting.train", "train a model (graves, transformer, mdn-transformer, recognizer)"),
     "evaluate": ("handwriting.evaluate", "likelihood and legibility of a model"),
-    "data": ("handwriting.datasets.download", "download or locate data sets (bigbank)"),
+    "data": ("handwriting.datasets.download", "download or locate data sets (bigbank, synthbank)"),
     "bench": ("handwriting.bench", "speed benchmarks, side by side with the peers"),
     "course": ("handwriting.course", "execute every notebook headless (QUICK mode) into build/course/"),
 }
