@@ -43,5 +43,16 @@ def synthbank_path() -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: exact numbers, and no OpenMP spinning on a shared 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

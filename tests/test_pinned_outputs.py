@@ -12,7 +12,6 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 
 from handwriting.generate import resolve_model, write
 from handwriting.strokes import Sample
@@ -42,12 +41,7 @@ PRIMED = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the pins were computed on one thread
 
 
 def _fp32(name):
