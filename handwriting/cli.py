@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from .errors import HandwritingError
 
@@ -20,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("handwriting.train", "train a model (graves, transformer, mdn-transformer, recognizer)"),
     "evaluate": ("handwriting.evaluate", "likelihood and legibility of a model"),
     "data": ("handwriting.datasets.download", "download or locate data sets (bigbank, synthbank)"),
-    "bench": ("handwriting.bench", "speed benchmarks, side by side with the peers"),
+    "bench": ("benchmarks.harness", "speed benchmarks, side by side with the peers (a clone's benchmarks/)"),
     "course": ("handwriting.course", "execute every notebook headless (QUICK mode) into build/course/"),
 }
 
@@ -31,6 +32,29 @@ def _usage() -> str:
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "examples:", '  handwriting write "hello world" --bias 1.5 -o hello.svg', "  handwriting models"]
     return "\n".join(lines)
+
+
+def _import(module_name: str):
+    """A command's module.  The benchmarks are not in the package: ``benchmarks.*`` is imported from the
+    ``benchmarks/`` folder of the clone the package is installed from (an editable install)."""
+    if module_name.startswith("benchmarks."):
+        import handwriting
+
+        folder = Path(handwriting.__file__).resolve().parents[1] / "benchmarks"
+        if not (folder / "harness.py").is_file():
+            raise HandwritingError(
+                f"the benchmarks are not part of the installed package: they live in the repository's benchmarks/ "
+                f"folder (no {folder / 'harness.py'} here); run them from a clone installed with "
+                "`python -m pip install -e .` (then `handwriting bench ...` or `python benchmarks/bench_graves.py`)"
+            )
+        if str(folder.parent) not in sys.path:
+            sys.path.insert(0, str(folder.parent))
+        module = importlib.import_module(module_name)
+        if Path(module.__file__).resolve().parent != folder:
+            raise HandwritingError(f"`import benchmarks` found {Path(module.__file__).resolve().parent}, not this "
+                                   f"repository's {folder}; run `python {folder / 'bench_graves.py'}` instead")
+        return module
+    return importlib.import_module(module_name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"handwriting: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, help_ = COMMANDS[name]
-    module = importlib.import_module(module_name)  # a broken module of the package fails loudly
+    try:
+        module = _import(module_name)  # a broken module of the package fails loudly
+    except HandwritingError as exc:
+        print(f"handwriting {name}: error: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(
         prog=f"handwriting {name}",
         description=(module.__doc__ or help_).strip().split("\n\n")[0],

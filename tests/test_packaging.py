@@ -148,3 +148,16 @@ def test_ci_runs_make_test_with_a_pinned_cpu_torch():
     if default:
         assert default.group(1) == pin.group(1), (
             f".ci/run pins torch {pin.group(1)} but the Makefile's default is {default.group(1)}; keep them equal")
+
+
+def test_bench_runs_the_clones_benchmarks_and_says_so_without_a_clone(tmp_path, monkeypatch, capsys):
+    """The benchmarks are not in the package: `handwriting bench` imports them from the repository's benchmarks/."""
+    import handwriting
+    from handwriting.cli import _import, main
+
+    assert _import("benchmarks.harness").__name__ == "benchmarks.harness"
+    fake = tmp_path / "site" / "handwriting" / "__init__.py"  # an installed wheel: no benchmarks/ beside it
+    monkeypatch.setattr(handwriting, "__file__", str(fake))
+    assert main(["bench", "graves"]) == 2
+    err = capsys.readouterr().err
+    assert "not part of the installed package" in err and "clone" in err and "Traceback" not in err
