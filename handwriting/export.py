@@ -278,7 +278,7 @@ def parse_gcode(
 def _html_document(data: Any, **options: Any) -> str:
     from html import escape
 
-    from .render import to_html_animation
+    from .animation import to_html_animation
 
     ink = _ink(data, "save html")
     body = to_html_animation(data, **options)
@@ -325,11 +325,11 @@ def save(data: Any, path: str | os.PathLike, **options: Any) -> Path:
     """Write handwriting to ``path`` in the format its suffix names; returns the path.
 
     ``.svg`` → :func:`~handwriting.render.save_svg`, ``.png`` → :func:`~handwriting.render.save_png`,
-    ``.gif`` → :func:`~handwriting.render.save_gif`, ``.gcode``/``.nc``/``.ngc`` → :func:`save_gcode`,
-    ``.html``/``.htm`` → a page playing :func:`~handwriting.render.to_html_animation`.  ``options`` go to
+    ``.gif`` → :func:`~handwriting.animation.save_gif`, ``.gcode``/``.nc``/``.ngc`` → :func:`save_gcode`,
+    ``.html``/``.htm`` → a page playing :func:`~handwriting.animation.to_html_animation`.  ``options`` go to
     that function.  Files are written atomically: on any error nothing (or the previous file) is left.
     """
-    from . import render
+    from . import animation, render
 
     path = Path(path)
     fmt = check_output(path)
@@ -338,7 +338,7 @@ def save(data: Any, path: str | os.PathLike, **options: Any) -> Path:
     if fmt == "png":
         return render.save_png(data, path, **options)
     if fmt == "gif":
-        return render.save_gif(data, path, **options)
+        return animation.save_gif(data, path, **options)
     if fmt == "gcode":
         return save_gcode(data, path, **options)
     return _write(path, _html_document(data, **options), "HTML")

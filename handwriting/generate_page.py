@@ -151,7 +151,8 @@ def _backend(spec: str | None, device: str | None = None) -> _Backend:
 def _write_batch(backend: _Backend, lines: Sequence[str], bias: float, prime: Sample | None, seed: int) -> list[Sample]:
     """One batch of (non-blank) lines → one Sample per line, in data units."""
     if backend.model is None:
-        from .widgets import Style, synthetic_generator
+        from .styles import Style
+        from .widgets import synthetic_generator
 
         style = Style(backend.writer or "", "synthetic", writer=backend.writer)
         return [synthetic_generator(line, bias, style, seed + i) for i, line in enumerate(lines)]

@@ -73,7 +73,7 @@ def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
     if not weights.is_file():
         raise EvaluateError(
             f"no recognizer {name!r} ({weights} does not exist); train one with "
-            "`handwriting evaluate train-recognizer --out data/pretrained/recognizer-bigbank` or pass --recognizer PATH"
+            "`handwriting train recognizer --out data/pretrained/recognizer-bigbank` or pass --recognizer PATH"
         )
     model, _ = ckpt.load_model(weights, device=device)
     return _check_recognizer(model, name)
@@ -87,5 +87,5 @@ def _check_recognizer(model, name: str):
         kind += ", a handwriting generator"
     raise EvaluateError(
         f"recognizer {name!r} is a {kind}, not a recognizer (it has no recognize()); pass --recognizer "
-        f"{DEFAULT_RECOGNIZER} (the default) or a checkpoint made by `handwriting evaluate train-recognizer`"
+        f"{DEFAULT_RECOGNIZER} (the default) or a checkpoint made by `handwriting train recognizer`"
     )

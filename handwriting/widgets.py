@@ -23,10 +23,11 @@ Sample`` can stand in for a model (``style`` is a :class:`Style`; its ``sample``
 
 Styles
 ------
-A :class:`Style` is a way to prime the model (Graves §5.5: continue a real sample, then write the new text
-in its hand): none (the model's own average hand), a synthetic writer (:data:`~handwriting.datasets.synthetic.WRITERS`),
-a bigbank word (``bigbank=12`` lists the first 12), or your own samples saved by the drawing canvas in the
-project's JSON format (``styles="my_samples.json"``, or the panel's *samples file* box).
+A :class:`Style` (defined in :mod:`handwriting.styles`, re-exported here) is a way to prime the model (Graves
+§5.5: continue a real sample, then write the new text in its hand): none (the model's own average hand), a
+synthetic writer (:data:`~handwriting.datasets.synthetic.WRITERS`), a bigbank word (``bigbank=12`` lists the
+first 12), or your own samples saved by the drawing canvas in the project's JSON format
+(``styles="my_samples.json"``, or the panel's *samples file* box).
 
 The bias slider runs over :data:`BIAS_STEPS` (finer near 0, where most of the change happens): 0 samples the
 model's distribution as it is, larger values sharpen it (Graves §5.4) and the writing becomes tidier.
@@ -39,24 +40,27 @@ import io
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataError, HandwritingError
+from .errors import HandwritingError
 from .layout import assemble_lines, line_pieces, wrap_text
 from .strokes import Sample
+from .styles import (  # noqa: F401  (the style picker's entries: defined there, importable from here too)
+    NO_STYLE,
+    PRIME_TEXT as PRIME_TEXT,
+    Style,
+    _styles_from,
+    bigbank_styles,
+    file_styles,
+    sample_styles,
+    synthetic_styles,
+)
 
 __all__ = [
     "BIAS_STEPS",
-    "Style",
-    "NO_STYLE",
-    "synthetic_styles",
-    "bigbank_styles",
-    "file_styles",
-    "sample_styles",
     "PanelState",
     "PanelResult",
     "Cancelled",
@@ -65,14 +69,11 @@ __all__ = [
     "Panel",
     "panel",
     "smooth",
-    "HandwritingCanvas",
+    "HandwritingCanvas",  # noqa: F822 (a lazy attribute: see __getattr__)
 ]
 
 #: the values of the bias slider: fine steps near 0, coarse ones above 2.
 BIAS_STEPS: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0)
-
-#: the text the synthetic writers write to make a priming sample.
-PRIME_TEXT = "a quick brown fox"
 
 SYNTHETIC_MODEL = "synthetic writer"
 
@@ -83,122 +84,6 @@ def __getattr__(name: str):  # the canvas lives in its own module; import it on 
 
         return HandwritingCanvas
     raise AttributeError(f"module 'handwriting.widgets' has no attribute {name!r}")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# styles
-
-
-@dataclass(eq=False)
-class Style:
-    """One entry of the style picker.
-
-    kind: ``"none"`` (no priming), ``"synthetic"`` (a synthetic writer, ``writer`` is its name), ``"bigbank"``,
-    ``"file"`` (a sample from a JSON file) or ``"sample"`` (a sample given directly).
-    sample: the priming sample (synthetic writers make theirs on first use, see :attr:`prime`).
-    """
-
-    label: str
-    kind: str = "none"
-    writer: str | None = None
-    sample: Sample | None = None
-    seed: int = 0
-
-    @property
-    def prime(self) -> Sample | None:
-        """The sample to prime the model with (``None`` for no priming); synthetic ones are drawn lazily."""
-        if self.sample is None and self.kind == "synthetic" and self.writer is not None:
-            from .datasets.synthetic import synthesize
-
-            self.sample = synthesize([PRIME_TEXT], writer=self.writer, seed=self.seed)[0]
-        return self.sample
-
-
-NO_STYLE = Style("model's own hand (no priming)", "none")
-
-
-def synthetic_styles(seed: int = 0) -> list[Style]:
-    """One style per synthetic writer (their priming samples are drawn on first use)."""
-    from .datasets.synthetic import WRITERS
-
-    return [Style(f"synthetic: {name}", "synthetic", writer=name, seed=seed) for name in WRITERS]
-
-
-def _describe(s: Sample, i: int) -> str:
-    text = s.text if len(s.text) <= 24 else s.text[:23] + "…"
-    who = f", {s.writer}" if s.writer else ""
-    return f"{text!r} (#{i}{who})"
-
-
-def bigbank_styles(n: int = 12, path: str | os.PathLike | None = None) -> list[Style]:
-    """The first ``n`` bigbank words as styles ([] when bigbank is not available; it is never downloaded)."""
-    from .datasets.jsonink import load_bigbank
-
-    try:
-        samples = load_bigbank(path, limit=n)
-    except (HandwritingError, OSError):
-        return []
-    return [Style(f"bigbank: {_describe(s, i)}", "bigbank", writer=s.writer, sample=s) for i, s in enumerate(samples)]
-
-
-def file_styles(path: str | os.PathLike) -> list[Style]:
-    """Every sample of a file in the project's JSON format (see :func:`handwriting.datasets.jsonink.load_samples`)."""
-    from .datasets.jsonink import load_samples
-
-    path = Path(path)
-    samples = load_samples(path)
-    if not samples:
-        raise DataError(f"{path}: the file holds no samples; draw some with HandwritingCanvas and save them")
-    return [Style(f"{path.name}: {_describe(s, i)}", "file", writer=s.writer, sample=s) for i, s in enumerate(samples)]
-
-
-def sample_styles(samples: Iterable[Sample], prefix: str = "mine") -> list[Style]:
-    """Styles for samples given directly (e.g. ``canvas.samples``)."""
-    out = []
-    for i, s in enumerate(samples):
-        if not isinstance(s, Sample):
-            raise DataError(f"styles: item {i} is a {type(s).__name__}, not a handwriting Sample")
-        out.append(Style(f"{prefix}: {_describe(s, i)}", "sample", writer=s.writer, sample=s))
-    return out
-
-
-def _styles_from(spec: Any) -> list[Style]:
-    """Styles from a path, a Style, a Sample, a synthetic writer name, or a list/dict of those."""
-    from .datasets.synthetic import WRITERS
-
-    if spec is None:
-        return []
-    if isinstance(spec, Style):
-        return [spec]
-    if isinstance(spec, Sample):
-        return sample_styles([spec])
-    if isinstance(spec, (str, os.PathLike)):
-        if isinstance(spec, str) and spec in WRITERS:
-            return [Style(f"synthetic: {spec}", "synthetic", writer=spec)]
-        return file_styles(spec)
-    if isinstance(spec, dict):
-        out = []
-        for label, v in spec.items():
-            if isinstance(v, Sample):
-                out.append(Style(str(label), "sample", writer=v.writer, sample=v))
-            elif isinstance(v, str) and v in WRITERS:
-                out.append(Style(str(label), "synthetic", writer=v))
-            elif isinstance(v, Style):
-                out.append(replace(v, label=str(label)))
-            else:
-                raise DataError(
-                    f"styles[{label!r}]: expected a Sample or a synthetic writer name ({', '.join(WRITERS)}), "
-                    f"got {type(v).__name__}"
-                )
-        return out
-    if isinstance(spec, (list, tuple)):
-        if all(isinstance(s, Sample) for s in spec):
-            return sample_styles(spec)
-        return [st for item in spec for st in _styles_from(item)]
-    raise DataError(
-        f"styles: cannot use a {type(spec).__name__}; pass a JSON samples file, a list of Samples, or a dict "
-        "label -> Sample"
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------

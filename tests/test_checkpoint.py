@@ -6,7 +6,7 @@ import errno
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -17,13 +17,7 @@ from handwriting import checkpoint as ckpt
 from handwriting.strokes import Normalizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models, and a shared machine where spinning OpenMP threads slow things down."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: exact numbers, no OpenMP spinning
 
 
 @dataclass

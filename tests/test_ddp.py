@@ -14,12 +14,7 @@ from test_train import SeqData, TinyConfig, TinyModel, collate  # noqa: E402  (t
 
 from handwriting.train import ShardedBatchSampler, TrainConfig, Trainer, init_distributed
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: exact numbers, no OpenMP spinning
 
 
 GLOBAL_BATCH = [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]  # two steps, sequences of different lengths

@@ -22,12 +22,7 @@ from handwriting.generate import Written, layout_lines, wrap_text, write  # noqa
 CHARS = " abcdefghijklmnopqrstuvwxyz."
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: exact numbers, no OpenMP spinning
 
 
 def tiny_synthesis(seed: int = 0):

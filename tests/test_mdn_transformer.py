@@ -6,12 +6,7 @@ from handwriting.datasets.torch_data import Batch
 from handwriting.models.mdn_transformer import PEN_END, PEN_START, MDNTransformer, MDNTransformerConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: exact numbers, no OpenMP spinning
 
 
 def tiny(alphabet_size=12, seed=0, **kw):

@@ -210,7 +210,7 @@ def test_shipped_recognizer_reads_held_out_bigbank_words(bigbank_path):
     from handwriting.evaluate import REPO_PRETRAINED, cer, load_recognizer
 
     if not (REPO_PRETRAINED / "recognizer-bigbank.safetensors").is_file():
-        pytest.skip("data/pretrained/recognizer-bigbank is not there; train it with `handwriting evaluate train-recognizer`")
+        pytest.skip("data/pretrained/recognizer-bigbank is not there; train it with `handwriting train recognizer`")
     rec = load_recognizer()
     split = rec.meta["training"]["data"]
     train, held = word_disjoint_split(load_bigbank(bigbank_path), split["valid_fraction"], seed=split["split_seed"])

@@ -15,13 +15,7 @@ from handwriting.models.transformer import (
 from handwriting.strokes import AugmentConfig, Sample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: a second thread only adds synchronisation (and stalls on a busy machine)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: exact numbers, no OpenMP spinning
 
 
 def tiny(seed=0, **kw):
@@ -401,3 +395,10 @@ def test_sampling_draws_tokens_with_softmax_probabilities():
         assert torch.allclose(freq, logits[0].softmax(0), atol=0.012), (i, freq)
     top2 = torch.bincount(CursiveTransformer.pick(logits, 2, noise, 2), minlength=5).float() / 20000
     assert top2[[1, 2, 4]].sum() == 0 and abs(top2[0] - 1 / (1 + torch.e ** -1.0)) < 0.012  # top-k renormalises
+
+
+def test_token_batches_pad_with_the_tokenizers_padding_id():
+    from handwriting.datasets.tokens import PAD as DATA_PAD
+    from handwriting.models.tokenizer import PAD
+
+    assert DATA_PAD == PAD  # datasets/ may not import models/, so the id is written twice: keep them equal

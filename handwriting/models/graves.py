@@ -233,16 +233,20 @@ class _GravesBase(nn.Module):
         return next(self.parameters()).device
 
 
+def _config(config: GravesConfig | None, overrides: dict) -> GravesConfig:
+    if config is None:
+        return GravesConfig(**overrides)
+    if overrides:
+        raise TypeError("pass either a config or keyword overrides, not both")
+    return config
+
+
 class PredictionNetwork(_GravesBase):
     """Graves §4: unconditional handwriting prediction, ``L`` stacked LSTMs with skip connections + MDN head."""
 
     def __init__(self, config: GravesConfig | None = None, **overrides: Any):
         super().__init__()
-        if config is None:
-            config = GravesConfig(**overrides)
-        elif overrides:
-            raise TypeError("pass either a config or keyword overrides, not both")
-        self.config = config
+        self.config = config = _config(config, overrides)
         H, L = config.hidden, config.layers
         self.lstms = nn.ModuleList([nn.LSTM(3 if n == 0 else 3 + H, H) for n in range(L)])
         self.head = MDNHead(L * H, config.mixtures, config.log_sigma_min, config.log_sigma_max, config.rho_max)
@@ -326,11 +330,7 @@ class SynthesisNetwork(_GravesBase):
 
     def __init__(self, config: GravesConfig | None = None, **overrides: Any):
         super().__init__()
-        if config is None:
-            config = GravesConfig(**overrides)
-        elif overrides:
-            raise TypeError("pass either a config or keyword overrides, not both")
-        self.config = config
+        self.config = config = _config(config, overrides)
         H, L, A, K = config.hidden, config.layers, config.alphabet_size, config.window_mixtures
         self.lstms = nn.ModuleList([nn.LSTM(3 + A if n == 0 else 3 + A + H, H) for n in range(L)])
         self.window = nn.Linear(H, 3 * K)

@@ -343,6 +343,13 @@ def _cudnn_layer(model, lstm: nn.LSTM, inp, h0, c0, dt):
     return _clamp_grad(hs.to(fdt), model._clip_lstm), hn[0].to(fdt), cn[0].to(fdt)
 
 
+def _head_raw(model, outs: list[torch.Tensor], dt) -> torch.Tensor:
+    """The head's raw outputs (T, B, 1 + 6M) from every layer's hidden states (Graves' skip connections)."""
+    feats = torch.cat([_dropout(model, o) for o in outs], -1)
+    lin = model.head.linear
+    return _proj(feats, lin.weight, lin.bias, dt).view(*feats.shape[:-1], -1)
+
+
 def prediction_forward(model, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
     """``PredictionNetwork.forward``, fast: inputs ``x`` (B, T, 3), initial ``h0``, ``c0`` (L, B, H) →
     raw head outputs (T, B, 1 + 6M) and the lists of final ``h``, ``c`` per layer."""
@@ -352,24 +359,18 @@ def prediction_forward(model, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tenso
     lin = model.head.linear
     dt = matmul_dtype(cfg.precision, x.device, lin.weight.dtype)
     xt = x.transpose(0, 1).to(lin.weight.dtype)  # (T, B, 3)
-    outs, hT, cT = [], [], []
-    below = None
+    layers = []  # (hidden states, final h, final c) of every layer
     for n, lstm in enumerate(model.lstms):
         w_ih, w_hh, b_ih, b_hh = _layer_weights(lstm)
-        inp = xt if below is None else torch.cat([xt, _dropout(model, below)], -1)
+        inp = xt if not layers else torch.cat([xt, _dropout(model, layers[-1][0])], -1)
         if x.device.type == "cuda":
-            hs, hn, cn = _cudnn_layer(model, lstm, inp, h0[n], c0[n], dt)
+            layers.append(_cudnn_layer(model, lstm, inp, h0[n], c0[n], dt))
         else:
             gx = _proj(inp, w_ih, b_ih + b_hh, dt).view(T, B, 4 * H)
             hs, cn = _LSTMRecurrence.apply(gx, w_hh, h0[n], c0[n], dt, *_clip_args(model))
-            hn = hs[-1]
-        outs.append(hs)
-        hT.append(hn)
-        cT.append(cn)
-        below = hs
-    feats = torch.cat([_dropout(model, o) for o in outs], -1)
-    raw = _proj(feats, lin.weight, lin.bias, dt).view(*feats.shape[:-1], -1)
-    return raw, hT, cT
+            layers.append((hs, hs[-1], cn))
+    outs, hT, cT = (list(v) for v in zip(*layers))
+    return _head_raw(model, outs, dt), hT, cT
 
 
 def _char_gates(model, lstm: nn.LSTM, text: torch.Tensor) -> torch.Tensor:
@@ -399,19 +400,19 @@ def synthesis_forward(model, x, text, mask_b, h0, c0, kappa0, phi0, want_w: bool
         gx, w_hh, E1, model.window.weight, model.window.bias, mask, h0[0], c0[0], kappa0, phi0,
         float(cfg.kappa_scale), dt, *_clip_args(model),
     )
-    outs, hT, cT = [hs], [hs[-1]], [c1]
+    layers = [(hs, hs[-1], c1)]  # (hidden states, final h, final c) of every layer
     phi_bt = phis.transpose(0, 1)  # (B, T, U)
     w_seq = None
     if device.type == "cuda" or want_w:
         onehot = F.one_hot(text, A).to(fdt) * mask.unsqueeze(-1)
         w_seq = torch.bmm(phi_bt, onehot).transpose(0, 1)  # (T, B, A)
-    below = hs
     for n in range(1, cfg.layers):
         lstm = model.lstms[n]
         w_ih, w_hh, b_ih, b_hh = _layer_weights(lstm)
+        below = layers[-1][0]
         if device.type == "cuda":
             inp = torch.cat([xt, w_seq, _dropout(model, below)], -1)
-            hs, hn, cn = _cudnn_layer(model, lstm, inp, h0[n], c0[n], dt)
+            layers.append(_cudnn_layer(model, lstm, inp, h0[n], c0[n], dt))
         else:
             inp = torch.cat([xt, _dropout(model, below)], -1)
             w_xh = torch.cat([w_ih[:, :3], w_ih[:, 3 + A :]], 1)
@@ -423,15 +424,9 @@ def synthesis_forward(model, x, text, mask_b, h0, c0, kappa0, phi0, want_w: bool
                 gw = torch.bmm(phi_bt.to(dt), En.to(dt)).to(fdt)
             gx = gx + gw.transpose(0, 1)
             hs, cn = _LSTMRecurrence.apply(gx, w_hh, h0[n], c0[n], dt, *_clip_args(model))
-            hn = hs[-1]
-        outs.append(hs)
-        hT.append(hn)
-        cT.append(cn)
-        below = hs
-    feats = torch.cat([_dropout(model, o) for o in outs], -1)
-    lin = model.head.linear
-    raw = _proj(feats, lin.weight, lin.bias, dt).view(T, B, -1)
-    return raw, hT, cT, phis, abk, w_seq
+            layers.append((hs, hs[-1], cn))
+    outs, hT, cT = (list(v) for v in zip(*layers))
+    return _head_raw(model, outs, dt), hT, cT, phis, abk, w_seq
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ this model reads the offsets as numbers and predicts a distribution over the nex
 
 Sampling applies Graves' bias (2013, §5.4) to the mixture (``σ·exp(−b)``, ``π`` logits × ``(1 + b)``) and a
 temperature ``1 / (1 + b)`` to the pen head, with a KV cache and the cross-attention folded per text
-(:class:`~handwriting.models.transformer.DecodePlan`).
+(:class:`~handwriting.models.transformer_fast.DecodePlan`).
 """
 
 from __future__ import annotations
@@ -31,15 +31,8 @@ import torch.nn.functional as F
 from ..errors import HandwritingError
 from .base import Priming, WrittenRows, concat_texts
 from .mdn import MDNHead, MixtureParams, mixture_log_density, sample_mixture
-from .transformer import (
-    DecodePlan,
-    DecoderBase,
-    KVCache,
-    TextContext,
-    decode_threads,
-    fold_layer_norm,
-    init_gpt_weights,
-)
+from .transformer import DecoderBase, TextContext, decode_threads, init_gpt_weights
+from .transformer_fast import DecodePlan, KVCache, fold_layer_norm
 
 __all__ = ["MDNTransformerConfig", "MDNTransformer", "PEN_DRAW", "PEN_LIFT", "PEN_END", "PEN_START"]
 

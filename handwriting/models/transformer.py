@@ -17,25 +17,29 @@ each new token through :class:`DecodePlan` (the same computation regrouped into 
 on CPUs (:data:`DECODE_THREADS`).  ``handwriting bench transformer`` measures all of it.
 
 The building blocks (:class:`SelfAttention`, :class:`CrossAttention`, :class:`Block`, :class:`KVCache`) are
-shared with :mod:`handwriting.models.mdn_transformer`.
+shared with :mod:`handwriting.models.mdn_transformer`.  This module reads top to bottom as the model; the
+fast path sits beside it in :mod:`handwriting.models.transformer_fast` (:class:`KVCache`, :class:`DecodePlan`,
+:func:`fold_layer_norm`, the fused head loss :class:`LinearCrossEntropy`) and the token data with the data
+sets in :mod:`handwriting.datasets.tokens` (:class:`TokenDataset`, :func:`collate_tokens`,
+:class:`TokenBatch`); both are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Sequence
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..datasets.tokens import TokenBatch, TokenDataset, collate_tokens
 from ..errors import DataError
-from ..strokes import AugmentConfig, Sample, augment as _augment, downsample as _downsample, stitch as _stitch
 from .base import Priming, WrittenRows, concat_texts
 from .tokenizer import BOS, END, PAD, tokenizer_from_dict
+from .transformer_fast import DecodePlan, KVCache, LinearCrossEntropy, fold_layer_norm
 
 __all__ = [
     "CursiveTransformerConfig",
@@ -92,41 +96,6 @@ def _attn_inputs(q, k, v):
 
 # ----------------------------------------------------------------------------------------------------------
 # building blocks
-
-
-class KVCache:
-    """Pre-allocated keys/values of one self-attention layer for incremental decoding.
-
-    ``kv`` is ``(2, B, H, capacity, D)`` (keys, then values); ``length`` tokens are filled.  Writes happen in
-    place and reads are views, so a decoding step allocates nothing here."""
-
-    def __init__(self, batch: int, n_head: int, capacity: int, head_dim: int, device=None, dtype=torch.float32):
-        self.kv = torch.zeros(2, batch, n_head, capacity, head_dim, device=device, dtype=dtype)
-        self.flat = self.kv.view(2, batch * n_head, capacity, head_dim)  # the same memory, heads flattened
-        self.zero = torch.zeros(1, 1, 1, device=device, dtype=dtype)
-        self.length = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.kv.shape[3]
-
-    @property
-    def k(self) -> torch.Tensor:
-        return self.kv[0, :, :, : self.length]
-
-    @property
-    def v(self) -> torch.Tensor:
-        return self.kv[1, :, :, : self.length]
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write ``(B, H, t, D)`` keys and values after the cached ones; return views of all so far."""
-        t0, t1 = self.length, self.length + k.shape[2]
-        if t1 > self.capacity:
-            raise RuntimeError(f"KVCache: {t1} tokens exceed the capacity {self.capacity}")
-        self.kv[0, :, :, t0:t1] = k
-        self.kv[1, :, :, t0:t1] = v
-        self.length = t1
-        return self.kv[0, :, :, :t1], self.kv[1, :, :, :t1]
 
 
 class SelfAttention(nn.Module):
@@ -239,153 +208,6 @@ class Block(nn.Module):
         if self.cross is not None and ctx_kv is not None:
             x = x + self.drop(self.cross(self.ln2(x), ctx_kv, ctx_mask, weights))
         return x + self.drop(self.fc_out(F.gelu(self.fc(self.ln3(x)), approximate="tanh")))
-
-def fold_layer_norm(ln: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor | None):
-    """``Linear(LayerNorm(x))`` = ``plain_layer_norm(x) @ wt + b``: the LayerNorm's scale and shift folded into
-    the following linear layer.  Returns ``(wt (in, out), b (1, out))`` ready for ``torch.addmm``."""
-    g = ln.weight if ln.weight is not None else torch.ones_like(weight[0])
-    wt = (weight * g).t().contiguous()
-    b = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device) if bias is None else bias.clone()
-    if ln.bias is not None:
-        b = b + weight @ ln.bias
-    return wt, b[None].contiguous()
-
-
-class DecodePlan:
-    """A stack of :class:`Block` rewritten for one new position per row (batch-1 sampling is all per-call
-    overhead, so the work is regrouped into as few calls as possible, with the same result):
-
-    * every LayerNorm's scale/shift is folded into the linear layer that follows it;
-    * cross-attention to a fixed text is reduced to two batched matrix products per block: the query
-      projection is folded into the text's keys (``(C, heads × characters)`` per text, padding as −inf in
-      the bias) and the output projection into its values (``(heads × characters, C)``);
-    * residual additions go into ``addmm``/``baddbmm``'s input argument.
-
-    Built from the current weights by :meth:`CursiveTransformer.decode_plan` (and by the MDN transformer);
-    :meth:`run` returns the final features, normalised without the final LayerNorm's affine (fold that into
-    the head with :func:`fold_layer_norm`)."""
-
-    def __init__(self, blocks, context: TextContext | None, final_ln: nn.LayerNorm):
-        self.eps = final_ln.eps
-        self.layers = []
-        with torch.no_grad():
-            for i, blk in enumerate(blocks):
-                a = blk.attn
-                L = {
-                    "H": a.n_head, "D": a.head_dim, "eps": (blk.ln1.eps, blk.ln3.eps), "scale": a.head_dim ** -0.5,
-                    "qkv": fold_layer_norm(blk.ln1, a.qkv.weight, a.qkv.bias),
-                    "proj": (a.proj.weight.t().contiguous(), a.proj.bias),
-                    "fc": fold_layer_norm(blk.ln3, blk.fc.weight, blk.fc.bias),
-                    "fc_out": (blk.fc_out.weight.t().contiguous(), blk.fc_out.bias),
-                    "cross": None,
-                }
-                kv = None if context is None else context.kv[i]
-                if blk.cross is not None and kv is not None:
-                    L["cross"] = self._fold_cross(blk, kv, context.mask)
-                    L["eps2"] = blk.ln2.eps
-                self.layers.append(L)
-
-    @staticmethod
-    def _fold_cross(blk, kv, mask):
-        c = blk.cross
-        k, v = (t.float() for t in kv)  # (B, H, U, D)
-        B, H, U, D = k.shape
-        C = H * D
-        wq = c.q.weight.float()  # (C_out, C_in): head h uses rows h*D:(h+1)*D
-        g = blk.ln2.weight.float() if blk.ln2.weight is not None else torch.ones(C, device=k.device)
-        beta = blk.ln2.bias.float() if blk.ln2.bias is not None else torch.zeros(C, device=k.device)
-        bq = c.q.bias.float() if c.q.bias is not None else torch.zeros(C, device=k.device)
-        scale = 1.0 / math.sqrt(D)
-        # score[h, u] = (n*g + beta) . (Wq_h^T k_hu) * scale + bq_h . k_hu * scale
-        kq = torch.einsum("bhud,hdc->bhuc", k, wq.view(H, D, C)) * scale  # (B, H, U, C)
-        q0 = (wq @ beta + bq).view(H, D)
-        sbias = torch.einsum("bhud,hd->bhu", k, q0) * scale
-        sbias = sbias.masked_fill(~mask[:, 0], float("-inf")) if mask is not None else sbias  # mask (B,1,1,U)
-        kq = (kq * g).reshape(B, H * U, C).transpose(1, 2).contiguous()  # (B, C, H*U)
-        wp = c.proj.weight.float()  # (C, C_in)
-        vp = torch.einsum("bhud,chd->bhuc", v, wp.view(C, H, D)).reshape(B, H * U, C).contiguous()
-        bp = c.proj.bias if c.proj.bias is not None else torch.zeros(C, device=k.device)
-        return kq, sbias.reshape(B, 1, H * U).contiguous(), vp, bp, (H, U)
-
-    def run(self, x: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
-        """``x`` ``(B, C)``: the embedded new token (a fresh tensor: it is updated in place); appends to
-        ``caches``; returns plain-normalised features."""
-        B, C = x.shape
-        ln = torch.layer_norm  # the C binding: a little less overhead per call than F.layer_norm
-        for L, cache in zip(self.layers, caches):
-            H, D = L["H"], L["D"]
-            # self-attention
-            wt, b = L["qkv"]
-            qkv = torch.addmm(b, ln(x, (C,), None, None, L["eps"][0]), wt).view(B, 3, H, D)
-            t = cache.length
-            cache.kv.select(3, t).copy_(qkv[:, 1:].transpose(0, 1))
-            cache.length = t + 1
-            s = torch.baddbmm(cache.zero, qkv[:, 0].reshape(B * H, 1, D), cache.flat[0, :, : t + 1].transpose(1, 2),
-                              beta=0.0, alpha=L["scale"])
-            y = torch.bmm(s.softmax(-1), cache.flat[1, :, : t + 1]).view(B, C)
-            wt, b = L["proj"]
-            x.addmm_(y, wt)
-            if b is not None:
-                x.add_(b)
-            # cross-attention
-            if L["cross"] is not None:
-                kq, sbias, vp, bp, (Hc, U) = L["cross"]
-                s = torch.baddbmm(sbias, ln(x, (C,), None, None, L["eps2"]).view(B, 1, C), kq)
-                a = s.view(B, Hc, U).softmax(-1).view(B, 1, Hc * U)
-                x.view(B, 1, C).baddbmm_(a, vp)
-                x.add_(bp)
-            # MLP
-            wt, b = L["fc"]
-            h = F.gelu(torch.addmm(b, ln(x, (C,), None, None, L["eps"][1]), wt), approximate="tanh")
-            wt, b = L["fc_out"]
-            x.addmm_(h, wt)
-            if b is not None:
-                x.add_(b)
-        return torch.layer_norm(x, (C,), None, None, self.eps)
-
-
-class LinearCrossEntropy(torch.autograd.Function):
-    """``F.cross_entropy(h @ weightᵀ, target, reduction="sum")`` without the ``(N, vocab)`` logits in memory.
-
-    The rows are processed in chunks that stay in cache; the gradient (softmax − one-hot) of each chunk is
-    formed while its logits are at hand and pushed straight through the head, so the backward pass only
-    scales two stored tensors.  Same value and gradients as the plain expression (tested), in float32; about
-    half the time of logits + ``F.cross_entropy`` for the 33,600 × 526 head of the benchmark on a CPU."""
-
-    @staticmethod
-    def forward(ctx, h, weight, target, chunk: int = 4096):
-        h32, w32 = h.float(), weight.float()
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        dh = torch.empty_like(h32) if need_h else None
-        dw = torch.zeros_like(w32) if need_w else None
-        total = h32.new_zeros(())
-        with torch.autocast(h.device.type, enabled=False):  # the log-likelihood in float32, also under autocast
-            LinearCrossEntropy._chunks(h32, w32, target, chunk, dh, dw, total)
-        ctx.save_for_backward(dh if need_h else None, dw if need_w else None)
-        ctx.dtypes = (h.dtype, weight.dtype)
-        return total
-
-    @staticmethod
-    def _chunks(h32, w32, target, chunk, dh, dw, total):
-        need_h, need_w = dh is not None, dw is not None
-        for s in range(0, h32.shape[0], chunk):
-            hc, tc = h32[s : s + chunk], target[s : s + chunk, None]
-            logits = hc @ w32.t()
-            lse = torch.logsumexp(logits, 1, keepdim=True)
-            total += (lse - logits.gather(1, tc)).sum()
-            if need_h or need_w:
-                p = logits.sub_(lse).exp_()  # softmax
-                p.scatter_add_(1, tc, p.new_full(tc.shape, -1.0))  # − one-hot
-                if need_h:
-                    torch.mm(p, w32, out=dh[s : s + chunk])
-                if need_w:
-                    dw.addmm_(p.t(), hc)
-
-    @staticmethod
-    def backward(ctx, grad):
-        dh, dw = ctx.saved_tensors
-        return (None if dh is None else (dh * grad).to(ctx.dtypes[0]),
-                None if dw is None else (dw * grad).to(ctx.dtypes[1]), None, None)
 
 
 def init_gpt_weights(module: nn.Module, n_layer: int) -> None:
@@ -836,159 +658,3 @@ class GumbelNoise:
             self.block = u.clamp_(1e-20, 1.0 - 1e-7).log_().neg_().log_().neg_().unbind(0)
             self.start = i
         return self.block[i - self.start]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# data: token batches
-
-
-@dataclass
-class TokenBatch:
-    """A padded batch of token sequences with their texts.
-
-    tokens ``(B, T)`` long (``BOS ... END`` then ``PAD``), token_mask ``(B, T)`` bool, text ``(B, U)`` long
-    character ids (0 = padding), text_mask ``(B, U)`` bool, texts the strings."""
-
-    tokens: torch.Tensor
-    token_mask: torch.Tensor
-    text: torch.Tensor
-    text_mask: torch.Tensor
-    texts: list = field(default_factory=list)
-
-    def to(self, device, non_blocking: bool = False) -> "TokenBatch":
-        mv = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return TokenBatch(mv(self.tokens), mv(self.token_mask), mv(self.text), mv(self.text_mask), self.texts)
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-
-def collate_tokens(items: Sequence[dict]) -> TokenBatch:
-    """Pad the items of a :class:`TokenDataset` into a :class:`TokenBatch`."""
-    B = len(items)
-    T = max(len(it["tokens"]) for it in items)
-    U = max(max(len(it["text_ids"]) for it in items), 1)
-    tokens = torch.full((B, T), PAD, dtype=torch.long)
-    text = torch.zeros((B, U), dtype=torch.long)
-    for i, it in enumerate(items):
-        tokens[i, : len(it["tokens"])] = torch.as_tensor(it["tokens"])
-        text[i, : len(it["text_ids"])] = torch.as_tensor(it["text_ids"])
-    lengths = torch.tensor([len(it["tokens"]) for it in items])
-    tlen = torch.tensor([len(it["text_ids"]) for it in items])
-    return TokenBatch(
-        tokens,
-        torch.arange(T)[None] < lengths[:, None],
-        text,
-        torch.arange(U)[None] < tlen[:, None],
-        [it["text"] for it in items],
-    )
-
-
-def _alphabet_encode(alphabet, text: str) -> np.ndarray:
-    ids = alphabet.encode(text)
-    if hasattr(ids, "detach"):
-        ids = ids.detach().cpu().numpy()
-    return np.asarray(ids, dtype=np.int64).reshape(-1)
-
-
-class TokenDataset(torch.utils.data.Dataset):
-    """Samples → token sequences for the cursive transformer, with the paper's augmentation.
-
-    Item ``i`` is ``{"tokens": int64 array [BOS ... END], "text_ids": int64 array, "text": str}``; batch
-    items with :func:`collate_tokens`.  Per access (random unless ``augment`` and ``downsample`` are None):
-
-    * ``words_per_line > 1`` stitches sample ``i`` with ``words_per_line - 1`` other random samples into one
-      line (:func:`handwriting.strokes.stitch`; words are dropped from the end while the text would exceed
-      ``text_len``) and puts ``WORD WORD`` between the words' tokens;
-    * ``downsample=(mean, width)`` removes a fraction ``mean ± width/2`` of each stroke's interior points
-      (the paper: 0.65 ± 0.05), a float removes exactly that fraction (evenly spaced);
-    * ``augment`` (an :class:`~handwriting.strokes.AugmentConfig`) applies a random shear/scale/rotation;
-    * ``zero_start`` sets the first offset to (0, 0): the pen's starting position carries no information
-      and would otherwise cost a long first jump;
-    * sequences longer than ``block_size + 1`` tokens are cut (the model then sees a prefix without END).
-
-    ``alphabet`` is a :class:`handwriting.datasets.torch_data.Alphabet` (or anything with ``encode(text)``
-    returning ids, 0 being padding).  The random state is ``(seed, epoch, i)``: call :meth:`set_epoch` to
-    draw new augmentations each epoch; items are reproducible otherwise."""
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        tokenizer,
-        alphabet,
-        block_size: int = 1050,
-        text_len: int = 50,
-        downsample: float | tuple[float, float] | None = None,
-        augment: AugmentConfig | None = None,
-        words_per_line: int = 1,
-        zero_start: bool = True,
-        seed: int = 0,
-    ):
-        if not samples:
-            raise DataError("TokenDataset: no samples given; load a data set first")
-        self.samples = list(samples)
-        self.tokenizer = tokenizer
-        self.alphabet = alphabet
-        self.block_size = int(block_size)
-        self.text_len = int(text_len)
-        self.downsample = downsample
-        self.augment = augment
-        self.words_per_line = int(words_per_line)
-        self.zero_start = zero_start
-        self.seed = int(seed)
-        self.epoch = 0
-        self._text_ids = [_alphabet_encode(alphabet, s.text) for s in self.samples]
-        for i, ids in enumerate(self._text_ids):
-            if len(ids) > self.text_len:
-                src = self.samples[i].source or f"sample {i}"
-                raise DataError(
-                    f"{src}: text {self.samples[i].text!r} has {len(ids)} characters, more than text_len="
-                    f"{self.text_len}; raise text_len (and the model's) or drop the sample"
-                )
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def _rng(self, i: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, i])
-
-    def _prepare(self, off: np.ndarray, rng) -> np.ndarray:
-        d = self.downsample
-        if d is None:
-            return off
-        if isinstance(d, (tuple, list)):
-            frac = float(np.clip(d[0] + d[1] * (rng.random() - 0.5), 0.0, 0.95))
-            return _downsample(off, frac, rng)
-        return _downsample(off, float(d))
-
-    def __getitem__(self, i: int) -> dict:
-        rng = self._rng(i)
-        idx = [i]
-        if self.words_per_line > 1 and len(self.samples) > 1:
-            others = rng.choice(len(self.samples) - 1, size=min(self.words_per_line - 1, len(self.samples) - 1),
-                                replace=False)
-            idx += [int(j) + (j >= i) for j in others]
-            while len(idx) > 1 and sum(len(self._text_ids[j]) for j in idx) + len(idx) - 1 > self.text_len:
-                idx.pop()
-        words = [self.samples[j].replace(offsets=self._prepare(self.samples[j].offsets, rng)) for j in idx]
-        if len(words) == 1:
-            off, text, starts = words[0].offsets, words[0].text, None
-            text_ids = self._text_ids[i]
-        else:
-            line = _stitch(words, rng)
-            off, text = line.offsets, line.text
-            starts = np.cumsum([len(w.offsets) for w in words])[:-1]
-            text_ids = _alphabet_encode(self.alphabet, text)
-        if self.augment is not None:
-            off = _augment(off, rng, self.augment)
-        if self.zero_start:
-            off = off.copy()
-            off[0, :2] = 0.0
-        tokens = self.tokenizer.encode(off, word_starts=starts)
-        if len(tokens) > self.block_size + 1:
-            tokens = tokens[: self.block_size + 1]
-        return {"tokens": tokens, "text_ids": text_ids, "text": text}
-
