@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("handwriting.pretrained", "list the pretrained models shipped with the course"),
     "train": ("handwriting.train", "train a model (graves, transformer, mdn-transformer, recognizer)"),
     "evaluate": ("handwriting.evaluate", "likelihood and legibility of a model"),
+    "style": ("handwriting.style_fit", "fit a style file to your handwriting samples (your hand in five minutes)"),
     "data": ("handwriting.datasets.download", "download or locate data sets (bigbank, synthbank)"),
     "bench": ("benchmarks.harness", "speed benchmarks, side by side with the peers (a clone's benchmarks/)"),
     "course": ("handwriting.course", "execute every notebook headless (QUICK mode) into build/course/"),

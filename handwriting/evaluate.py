@@ -28,7 +28,8 @@ Command line::
 
     handwriting evaluate legibility --model graves-synthesis-bigbank --bias 1 -n 500 --json out.json
     handwriting evaluate reference -n 350
-    handwriting evaluate train-recognizer --threads 1 --out data/pretrained/recognizer-bigbank
+
+The recognizer itself is trained by ``handwriting train recognizer`` (:mod:`handwriting.train.recipes`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -71,7 +71,6 @@ __all__ = [
     "reference",
     "diversity",
     "style_features",
-    "train_recognizer",
     "format_table",
     "configure",
     "run",
@@ -86,9 +85,10 @@ EPILOG = """examples:
   handwriting evaluate legibility --model graves-synthesis-bigbank --bias 1 -n 500 --json legibility.json
   handwriting evaluate legibility --model runs/graves/best --bias 0 -n 100 --texts heldout
   handwriting evaluate reference -n 350 --json reference.json
-  handwriting evaluate train-recognizer --threads 1 --out data/pretrained/recognizer-bigbank   (about 30 min on 2 CPU cores)
+  handwriting evaluate style --model graves-synthesis-bigbank --texts 8 --json style.json   (style carry)
 
-Legibility is read by the recognizer (default: the pretrained recognizer-bigbank): CER = edit distance /
+Legibility is read by the recognizer (default: the pretrained recognizer-bigbank; trained by
+`handwriting train recognizer`): CER = edit distance /
 reference characters; word accuracy = exactly read words; [lo, hi] = 95% bootstrap confidence interval.
 """
 
@@ -456,6 +456,7 @@ def legibility(
         "seed": int(seed),
         "texts": source,
         "recognizer": _rec_name(recognizer, rec),
+        "recognizer_trained_on": reader_hands(rec),
         "beam_width": int(beam_width),
         "candidates": int(candidates),
         "reranker": None if candidates == 1 else _rec_name(reranker, None),
@@ -466,6 +467,14 @@ def legibility(
     }
 
 
+def reader_hands(rec) -> str:
+    """Which hands a recognizer was trained on, from its description (every legibility figure says it)."""
+    data = ((getattr(rec, "meta", None) or {}).get("training") or {}).get("data")
+    if isinstance(data, dict):  # described by its counts (readers trained before the data had a name)
+        return f"bigbank ({data.get('train_words', '?')} words) + {data.get('synthetic', '?')} synthetic-writer words"
+    return str(data) if data else "unknown (no training description)"
+
+
 def _rec_name(arg, rec) -> str:
     if isinstance(arg, (str, os.PathLike)):
         return os.fspath(arg)
@@ -473,11 +482,16 @@ def _rec_name(arg, rec) -> str:
 
 
 def reference(
-    n: int = 350, seed: int = 0, recognizer: Any = None, beam_width: int = 1, writer: str | None = None, device: str = "cpu"
+    n: int = 350, seed: int = 0, recognizer: Any = None, beam_width: int = 1, writer: str | None = None, device: str = "cpu",
+    hands: bool = False,
 ) -> dict:
     """The legibility score of reference writing: ``human`` = up to ``n`` held-out bigbank words (the split
     the recognizer was trained without), ``synthetic`` = ``n`` unseen random words drawn by synthetic writers
-    (``writer``: a name in :data:`~handwriting.datasets.synthetic.WRITERS` or None for random writers)."""
+    (``writer``: a name in :data:`~handwriting.datasets.synthetic.WRITERS` or None for random writers).
+    ``hands``: also the same held-out words written by every held-out hand
+    (:func:`~handwriting.datasets.writers.held_out_writers`: hands no training line of the project is in), one
+    score per hand (``held_out_hands``) and all of them pooled (``held_out_pooled``): how well the reader reads
+    writers it never saw."""
     from .datasets.synthetic import synthesize
     from .generate import check_number, check_seed
 
@@ -485,7 +499,8 @@ def reference(
     beam_width = check_number("reference: beam_width (--beam)", beam_width, 1, integer=True)
     seed = check_seed("reference: seed (--seed)", seed)
     rec = load_recognizer(recognizer, device=device)
-    out: dict[str, Any] = {"what": "reference", "seed": int(seed), "recognizer": _rec_name(recognizer, rec), "beam_width": beam_width}
+    out: dict[str, Any] = {"what": "reference", "seed": int(seed), "recognizer": _rec_name(recognizer, rec), "beam_width": beam_width,
+                           "recognizer_trained_on": reader_hands(rec)}  # fmt: skip
     try:
         words, _ = _texts_for("heldout", n, seed, None, rec)
         held = heldout_words(**_split_of(rec))
@@ -498,6 +513,8 @@ def reference(
         res["seconds_per_sample_read"] = (time.perf_counter() - t0) / max(len(human), 1)
         res["diversity"] = diversity(human)
         out["human"] = {"texts": "held-out bigbank words", **res}
+        if hands:
+            out.update(_read_hands(rec, human, held, seed, beam_width))
     except EvaluateError as exc:
         out["human"] = {"skipped": str(exc)}
     texts, source = _texts_for("random", n, seed, None, rec)
@@ -510,19 +527,19 @@ def reference(
     return out
 
 
-def _bigbank_checksum(path=None) -> dict:
-    """``data_file`` and ``data_sha256`` of the bigbank file used (empty when it cannot be found)."""
-    import hashlib
+def _read_hands(rec, words: Sequence, real: Sequence, seed: int, beam_width: int) -> dict:
+    """``words`` (held-out samples) written by every held-out hand and read by ``rec``."""
+    from .datasets.writers import held_out_writers
 
-    try:
-        if path is None:
-            from .datasets.download import bigbank_path
-
-            path = bigbank_path()
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except (HandwritingError, OSError):
-        return {}
-    return {"data_file": os.fspath(path), "data_sha256": digest}
+    per, pooled, refs = {}, [], []
+    for w in held_out_writers(real):
+        samples = [w.write(s.text, EVAL_SEED + seed + k) for k, s in enumerate(words)]
+        _, res = _read(rec, samples, [s.text for s in words], seed, beam_width)
+        per[w.name] = {"kind": w.kind, **res}
+        pooled += samples
+        refs += [s.text for s in words]
+    _, res = _read(rec, pooled, refs, seed, beam_width)
+    return {"held_out_hands": per, "held_out_pooled": res}
 
 
 def _split_of(model) -> dict:
@@ -536,58 +553,6 @@ def _split_of(model) -> dict:
         return {"valid_fraction": float(vf), "split_seed": int(seed)}
     except (TypeError, ValueError):
         return {"valid_fraction": 0.1, "split_seed": 0}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# training the recognizer
-
-
-def train_recognizer(args=None, out: str | os.PathLike | None = None, beam_width: int = 8, **overrides) -> dict:
-    """Train the recognizer with the one trainer (:func:`~handwriting.train.recipes.build_recognizer_training`),
-    then measure it on the held-out bigbank words (greedy and beam decoding) and save it to ``out`` (a
-    checkpoint stem) with those metrics.  Returns the metrics."""
-    import torch
-
-    from .models.recognizer import evaluate_loader
-    from .train.recipes import build_recognizer_training
-    from .train import Trainer
-
-    t0 = time.perf_counter()
-    model, train_loader, valid_loader, config = build_recognizer_training(args, **overrides)
-    info = dict(getattr(valid_loader, "data_info", {}))
-    setup_s = time.perf_counter() - t0
-    command = " ".join(["handwriting"] + sys.argv[1:]) if sys.argv and "handwriting" in sys.argv[0] else None
-    t_fit = [time.perf_counter()]
-
-    def report(m, step):  # every eval_every steps: greedy CER on the first 128 held-out words
-        preds, refs = evaluate_loader(m, valid_loader, max_batches=2)
-        print(f"step {step} ({(time.perf_counter() - t_fit[0]) / 60:.1f} min): held-out greedy CER "
-              f"{cer(preds, refs):.2%}, word accuracy {word_accuracy(preds, refs):.1%}", file=sys.stderr, flush=True)  # fmt: skip
-        return {}
-
-    config.sample_every = config.eval_every
-    trainer = Trainer(
-        model, train_loader, valid_loader, config, sample_fn=report,
-        meta={"training": {"command": command, "data": info, **_bigbank_checksum(overrides.get("data")),
-                           "recipe": "handwriting.train.recipes.build_recognizer_training"}},
-    )  # fmt: skip
-    t_fit[0] = time.perf_counter()
-    summary = trainer.fit()
-    trainer.close()
-    t1 = time.perf_counter()
-    metrics: dict[str, Any] = {"valid_nll_per_char": (summary.get("valid") or {}).get("nll_per_point")}
-    for name, bw in (("greedy", 1), (f"beam{beam_width}", beam_width)):
-        preds, refs = evaluate_loader(trainer.model, valid_loader, beam_width=bw)
-        s = score(preds, refs, seed=0)
-        metrics[name] = {k: s[k] for k in ("n", "chars", "cer", "cer_ci95", "word_accuracy", "word_accuracy_ci95", "confusions")}
-    metrics["train_wall_time_s"] = summary["wall_time_s"]
-    metrics["setup_s"] = setup_s
-    metrics["eval_s"] = time.perf_counter() - t1
-    metrics["steps"] = summary["steps"]
-    metrics["torch_threads"] = torch.get_num_threads()
-    if out is not None:
-        trainer.save_model(out, metrics={"heldout_bigbank": metrics, **(summary.get("valid") or {})})
-    return metrics
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -666,31 +631,18 @@ def configure(parser) -> None:
 
     p = sub.add_parser("reference", help="the same score on held-out human writing and on the synthetic writer")
     p.add_argument("--writer", default=None, help="synthetic writer name (default: a random writer per word)")
+    p.add_argument("--hands", action="store_true", help="also the held-out words in every held-out hand (a reader for any hand?)")
     common(p)
 
-    p = sub.add_parser("train-recognizer", help="train the recognizer on bigbank + synthetic text and save it")
-    p.add_argument("--data", default=None, help="bigbank_3500.json.zip (default: found as `handwriting data` does)")
-    p.add_argument("--out", default=str(REPO_PRETRAINED / DEFAULT_RECOGNIZER), help="checkpoint stem to save to")
-    p.add_argument("--run-dir", default=None, help="trainer output (TensorBoard, states); default: none")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--synthetic", type=int, default=6000, help="synthetic-writer words added to the training data")
-    p.add_argument("--repeat-real", type=int, default=2, help="copies of each real training word (each augmented)")
-    p.add_argument("--valid-fraction", type=float, default=0.1)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N bigbank words (quick runs)")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--amp", default="none", choices=["none", "bf16"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--beam", type=int, default=8, help="beam width for the final held-out measurement")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", default=None, metavar="FILE")
+    p = sub.add_parser("style", help="style carry: primed with an unseen writer, does the model write in their style?")
+    _style_carry().configure(p)
+
+
+def _style_carry():
+    """handwriting.style_carry, which imports this module (by name, so no import cycle)."""
+    import importlib
+
+    return importlib.import_module(f"{__package__}.style_carry")
 
 
 def run(args) -> int:
@@ -715,7 +667,7 @@ def run(args) -> int:
             results.append(r)
         decoding = "" if args.candidates == 1 else f", best of {args.candidates} reranked by {results[0]['reranker']}"
         print(f"legibility of {args.model} on {n} {results[0]['texts']} (seed {args.seed}{decoding}), "
-              f"read by {results[0]['recognizer']}")
+              f"read by {results[0]['recognizer']} (trained on {results[0]['recognizer_trained_on']})")
         print(format_table([(f"bias {r['bias']:g}", r) for r in results]))
         for r in results:
             _print_confusions(f"bias {r['bias']:g}", r)
@@ -724,33 +676,17 @@ def run(args) -> int:
         return 0
     if args.action == "reference":
         r = reference(n=350 if args.n is None else args.n, seed=args.seed, recognizer=args.recognizer, beam_width=args.beam,
-                      writer=args.writer, device=args.device)  # fmt: skip
-        print(f"reference writing read by {r['recognizer']} (seed {args.seed})")
-        print(format_table([("human (bigbank held-out)", r["human"]), (f"synthetic ({r['synthetic']['writer']})", r["synthetic"])]))
+                      writer=args.writer, device=args.device, hands=args.hands)  # fmt: skip
+        print(f"reference writing read by {r['recognizer']} (trained on {r['recognizer_trained_on']}; seed {args.seed})")
+        rows = [("human (bigbank held-out)", r["human"]), (f"synthetic ({r['synthetic']['writer']})", r["synthetic"])]
+        rows += [(f"held-out hand {k} ({v['kind']})", v) for k, v in (r.get("held_out_hands") or {}).items()]
+        rows += [("held-out hands, pooled", r["held_out_pooled"])] if "held_out_pooled" in r else []
+        print(format_table(rows))
         for k in ("human", "synthetic"):
             _print_confusions(k, r[k])
         if args.json:
             _write_json(args.json, r)
         return 0
-    if args.action == "train-recognizer":
-        if args.json and args.out and Path(args.json).resolve() == Path(str(args.out) + ".json").resolve():
-            raise EvaluateError(f"--json {args.json} would overwrite the checkpoint's description; choose another file")
-        overrides = dict(
-            data=args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-            hidden=args.hidden, layers=args.layers, synthetic=args.synthetic, repeat_real=args.repeat_real,
-            valid_fraction=args.valid_fraction, split_seed=args.split_seed, limit=args.limit,
-            eval_every=args.eval_every, amp=args.amp, device=args.device, num_workers=args.num_workers,
-            out_dir=args.run_dir, progress=not args.no_progress,
-        )  # fmt: skip
-        m = train_recognizer(None, out=args.out, beam_width=args.beam, **overrides)
-        print(f"trained in {m['train_wall_time_s'] / 60:.1f} min ({m['steps']} steps); held-out bigbank words:")
-        rows = [(k, m[k]) for k in m if isinstance(m[k], dict) and "cer" in m[k]]
-        print(format_table(rows))
-        for k, r in rows:
-            _print_confusions(k, r)
-        if args.out:
-            print(f"saved {args.out}.safetensors / .json")
-        if args.json:
-            _write_json(args.json, m)
-        return 0
+    if args.action == "style":
+        return _style_carry().run(args)
     raise EvaluateError(f"unknown action {args.action!r}")

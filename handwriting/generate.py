@@ -42,6 +42,7 @@ EPILOG = """examples:
   handwriting write "The quick brown fox" --bias 2 --seed 7 -o fox.png
   handwriting write "line one\\nline two" --model runs/graves/best -o lines.svg
   handwriting write "in my style" --prime my_hand.json -o mine.gif      (prime with your own sample)
+  handwriting write "in my hand" --style mine.style -o mine.svg         (a style file: `handwriting style fit`)
   echo "from stdin" | handwriting write - -o out.gcode --width 120      (G-code: width in mm)
 
 --model takes a pretrained name (see `handwriting models`) or a checkpoint path (runs/x/best). Bias 0
@@ -138,6 +139,16 @@ def resolve_model(model: Any = None, device: str | None = None):
     if key not in _CACHE:
         _CACHE[key] = pretrained.load_pretrained(name, device=device)
     return _CACHE[key]
+
+
+def _styled_model(style: Any, model: Any, device: str | None):
+    """The base model of ``style`` (or ``model``, which must be that base) with the style applied."""
+    from .style_file import StyleError, StyleFile, apply_style, read_style
+
+    st = style if isinstance(style, StyleFile) else read_style(style)
+    if model is None and not st.base_name:
+        raise StyleError(f"{st.where} records no base model name; pass the model it was fitted to as model=")
+    return apply_style(st, resolve_model(model if model is not None else st.base_name, device))
 
 
 def _alphabet(model):
@@ -347,6 +358,7 @@ def write(
     line_width: int | None = None,
     candidates: int = 1,
     reranker: Any = None,
+    style: Any = None,
 ) -> Written | list[Written]:
     """Write ``text`` in handwriting; returns a :class:`Written` (a list of them for ``samples > 1`` or a
     list of biases).
@@ -373,6 +385,9 @@ def write(
         version that ``reranker`` (a recognizer; default ``recognizer-bigbank``) reads closest to the asked-for
         text is kept (``Written.read`` holds what it read).  A decoding strategy, not the model: legibility
         measured on reranked writing must be read by another recognizer than the reranker.
+    style: a style file (its path, or a :class:`~handwriting.style_file.StyleFile`): the model becomes the
+        style's base model with the style's tuned tensors (:func:`~handwriting.style_file.apply_style`; the
+        default model is then the style's base, and a ``model`` other than that base is refused).
 
     Bad arguments raise an :class:`~handwriting.errors.ArgumentError` (or a
     :class:`~handwriting.devices.DeviceError`) naming the argument, its value and what is allowed, before
@@ -394,7 +409,7 @@ def write(
     if max_steps is not None:
         max_steps = check_number("write: max_steps", max_steps, 1, integer=True, hint="; it caps the points per line")
     line_gap = check_number("write: line_gap", line_gap, 0, hint=LINE_GAP_HINT)
-    m = resolve_model(model, device)
+    m = resolve_model(model, device) if style is None else _styled_model(style, model, device)
     _check_writer(m)
     alphabet = _alphabet(m)
     prime_parts = None
@@ -467,7 +482,8 @@ def configure(parser) -> None:
     parser.add_argument("--model", "-m", default=None, help="pretrained name or checkpoint path (default: the default pretrained model)")
     parser.add_argument("--bias", "-b", type=float, default=0.5, help="sampling bias: 0 = as trained, higher = neater (default 0.5)")
     style = parser.add_mutually_exclusive_group()
-    style.add_argument("--style", default=None, help="prime with a named style: a samples file NAME.json in data/styles")
+    style.add_argument("--style", default=None, help="a style file FILE.style (`handwriting style fit`), or prime with a "
+                       "named style: a samples file NAME.json in data/styles")
     style.add_argument("--prime", default=None, metavar="FILE", help="prime with the first sample of a handwriting-samples JSON file")
     parser.add_argument("--prime-index", type=int, default=0, help="which sample of the --prime/--style file (default 0)")
     parser.add_argument("--seed", "-s", type=int, default=None, help="random seed (same seed, same handwriting)")
@@ -518,9 +534,11 @@ def run(args) -> int:
         _rgba(args.color, "--color")
         options["color"] = args.color
     text = sys.stdin.read() if args.text == "-" else args.text.replace("\\n", "\n")
-    prime = None
+    prime = style_file = None
     if args.prime:
         prime = load_prime(Path(args.prime), args.prime_index)
+    elif args.style and (args.style.endswith(".style") or Path(args.style).is_file()):
+        style_file = args.style  # a fitted style file (handwriting.style_file)
     elif args.style:
         path = _styles_dir() / f"{args.style}.json"
         if not path.is_file():
@@ -533,7 +551,7 @@ def run(args) -> int:
     result = write(
         text, model=args.model, bias=args.bias, prime=prime, seed=args.seed, max_line_chars=args.max_line_chars,
         line_width=args.line_width,
-        unknown=args.unknown, device=args.device, candidates=args.candidates,
+        unknown=args.unknown, device=args.device, candidates=args.candidates, style=style_file,
     )  # fmt: skip
     path = save(result.offsets, out, **options)
     print(f"wrote {path} ({len(result.offsets)} points, seed {result.seed})")

@@ -4,6 +4,8 @@ Figures land in ``<repo>/figures/`` under stable names, whether a notebook runs 
 ``notebooks/``) or headless through ``handwriting course`` (which sets ``$HANDWRITING_FIGURES``).
 :func:`pick_heldout_words` chooses the real words a figure sets beside generated ones from the held-out side of
 the standard word-disjoint bigbank split, so no figure compares a model with words it was trained on.
+:func:`train_recipe` is what the full mode of notebooks 03 and 04 trains with: the package's own recipe,
+resumable, so that their figures come from the network the learner trained.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from ._io import atomic_write
 
 __all__ = ["repo_root", "figures_dir", "figure_path", "save_figure", "is_quick", "bigbank_split",
-           "pick_heldout_words"]
+           "pick_heldout_words", "train_recipe", "checkpoints"]
 
 FIGURES_ENV = "HANDWRITING_FIGURES"
 QUICK_ENV = "HANDWRITING_QUICK"
@@ -134,3 +136,35 @@ def pick_heldout_words(n: int, alphabet=None, min_chars: int = 4, max_chars: int
     fit = [s for s in valid if min_chars <= len(s.text) <= max_chars and (not letters_only or s.text.isalpha())
            and (alphabet is None or all(ch in alphabet for ch in s.text))]
     return fit[skip: skip + n]
+
+
+def train_recipe(kind: str, run_dir, data: str = "bigbank", device: str = "cpu", options=()):
+    """Train ``kind`` with the package's recipe — exactly ``handwriting train KIND --data DATA`` with its defaults
+    (plus ``options``) — into ``run_dir``, keeping a snapshot at every checkpoint; or, when ``run_dir`` already
+    holds a run, continue it where it stopped (an interrupted notebook resumes exactly; a finished run is just
+    loaded).  Returns the run's best model (lowest validation NLL)."""
+    from .cli import main
+    from .errors import HandwritingError
+    from .generate import resolve_model
+
+    run = Path(run_dir)
+    if (run / "state.safetensors").is_file():
+        args = ["train", "--resume", str(run)]
+    else:
+        args = ["train", kind, "--data", data, "--out", str(run), "--device", device, "--keep-checkpoints", *options]
+    code = main(args)
+    if code != 0:
+        raise HandwritingError(f"training {kind} into {run} failed (exit status {code}); the messages above say why")
+    return resolve_model(str(run / "best"))
+
+
+def checkpoints(run_dir) -> list[tuple[int, Path]]:
+    """The ``(step, path stem)`` of every ``stepN`` snapshot a run kept (``--keep-checkpoints``), by step."""
+    import re
+
+    found = []
+    for p in Path(run_dir).glob("step*.json"):
+        m = re.fullmatch(r"step(\d+)", p.stem)
+        if m and p.with_suffix(".safetensors").is_file():
+            found.append((int(m.group(1)), p.with_suffix("")))
+    return sorted(found)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from handwriting import evaluate
 from handwriting.generate import resolve_model
+from handwriting.notebook_utils import checkpoints
 
 
 def minutes(meta: dict) -> float:
@@ -32,15 +32,6 @@ def minutes(meta: dict) -> float:
         total += float(init.get("wall_time_s") or 0)
         init = init.get("init_from")
     return total / 60
-
-
-def checkpoints(run: Path) -> list[tuple[int, Path]]:
-    found = []
-    for p in run.glob("step*.json"):
-        m = re.fullmatch(r"step(\d+)", p.stem)
-        if m:
-            found.append((int(m.group(1)), run / p.stem))
-    return sorted(found)
 
 
 def main(argv=None) -> int:

@@ -109,6 +109,37 @@ def test_notebook_is_committed_clean(path: Path):
         f"{path.name}: the `parameters` cell must be code that sets QUICK (QUICK = False)")
 
 
+@pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks committed yet")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_installs_the_package_on_a_hosted_runtime_and_picks_a_gpu(path: Path, monkeypatch):
+    """The first code cell fetches and installs the course where the package is missing (Colab, Kaggle), does
+    nothing where it is installed, and says what to do when it does not know where the course lives."""
+    import importlib.util
+    import subprocess
+
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    setup = "".join(code[0]["source"])
+    assert "setup" in code[0].get("metadata", {}).get("tags", []) and "COURSE_REPO" in setup, (
+        f"{path.name}: the first code cell must be the hosted-runtime setup cell (tagged `setup`)")
+    assert "parameters" in code[1].get("metadata", {}).get("tags", []), f"{path.name}: the parameters cell comes next"
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: ran.append(a))
+    exec(compile(setup, f"{path.name}:setup", "exec"), {})  # the package is importable here: nothing happens
+    assert ran == []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(RuntimeError, match="COURSE_REPO"):
+        exec(compile(setup, f"{path.name}:setup", "exec"), {})
+    assert ran == []
+    with_repo = setup.replace('COURSE_REPO = ""', 'COURSE_REPO = "https://example.invalid/course.git"')
+    exec(compile(with_repo, f"{path.name}:setup", "exec"), {})
+    assert ran[0][0][:2] == ["git", "clone"] and "https://example.invalid/course.git" in ran[0][0]
+    assert ran[1][0][1:4] == ["-m", "pip", "install"]
+    params = "".join(code[1]["source"])
+    if re.search(r"^DEVICE\s*=", params, re.M):
+        assert "torch.cuda.is_available()" in params, f"{path.name}: DEVICE should pick the GPU when there is one"
+
+
 def test_readme_starts_with_the_two_commands():
     readme = ROOT / "README.md"
     if not readme.exists():

@@ -21,14 +21,7 @@ from handwriting.devices import bf16_matmul_supported
 from handwriting.train import GravesClipper, Logger, TrainConfig, Trainer, TrainError, lr_factor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these models are tiny, and on a shared 2-core machine OpenMP threads that spin
-    while other processes hold the cores make every step many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: exact numbers, no OpenMP spinning
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -191,6 +184,18 @@ def test_checkpoint_every_and_best(tmp_path):
     assert meta_last["training"]["steps"] == 6
     for a, b in zip(last.state_dict().values(), t.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_keep_checkpoints_snapshots_each_checkpoints_model(tmp_path):
+    t = make(6, out_dir=tmp_path, checkpoint_every=2, keep_checkpoints=True)
+    t.fit()
+    assert sorted(p.name for p in tmp_path.glob("step*.safetensors")) == ["step2.safetensors", "step4.safetensors", "step6.safetensors"]
+    snap, meta = ckpt.load_model(tmp_path / "step4")
+    assert meta["training"]["steps"] == 4
+    final, _ = ckpt.load_model(tmp_path / "step6")
+    for a, b in zip(final.state_dict().values(), t.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(snap.state_dict().values(), final.state_dict().values()))
 
 
 def test_resume_wrong_model_refused(tmp_path):
@@ -773,3 +778,72 @@ def test_model_descriptions_hold_no_absolute_paths(tmp_path):
     text = (out / "final.json").read_text()
     assert str(tmp_path) not in text and "mine.json" in text
     assert main(["train", "--resume", str(out), "--steps", "3", "--no-progress"]) == 0  # the state keeps what resume needs
+
+
+def test_train_recognizer_is_the_one_way_to_train_the_reader(tmp_path, capsys, bigbank_path):
+    import argparse
+
+    from handwriting.cli import main
+    from handwriting.train.command import _options, configure
+    from handwriting.train.recipes import RECOGNIZER_DEFAULTS
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    opts = _options(parser.parse_args(["recognizer"]))
+    assert (opts["steps"], opts["synthetic"], opts["lr"]) == (RECOGNIZER_DEFAULTS["steps"], RECOGNIZER_DEFAULTS["synthetic"], RECOGNIZER_DEFAULTS["lr"])
+    assert _options(parser.parse_args(["graves"]))["steps"] == 2000  # the other kinds keep the general defaults
+    out = tmp_path / "rec"
+    assert main(["train", "recognizer", "--bigbank", str(bigbank_path), "--steps", "2", "--limit", "120", "--synthetic", "20",
+                 "--hidden", "16", "--layers", "1", "--eval-every", "2", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert "held-out greedy CER" in printed.err and "beam8" in printed.out
+    meta = ckpt.read_meta(out / "final")
+    held = meta["metrics"]["heldout_bigbank"]
+    assert held["greedy"]["n"] == held["beam8"]["n"] == 12  # all held-out words of the 120 (valid fraction 0.1)
+    assert meta["training"]["data_sha256"] and meta["training"]["recipe"].endswith("build_recognizer_training")
+    with pytest.raises(SystemExit):  # gone: one command trains the reader
+        main(["evaluate", "train-recognizer"])
+
+
+def test_the_default_graves_recipe_on_bigbank_is_the_run_whose_snapshots_ship():
+    """`handwriting train graves --data bigbank` with its defaults is the recipe of the run the course shows
+    learning (data/snapshots/graves-learning, measured in the README): same options, same TrainConfig."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from handwriting.notebook_utils import checkpoints
+    from handwriting.train.command import _options, configure
+    from handwriting.train.recipes import _train_config
+
+    snaps = checkpoints(Path(__file__).resolve().parents[1] / "data" / "snapshots" / "graves-learning")
+    assert snaps, "data/snapshots/graves-learning holds no stepN snapshots"
+    run = json.loads(snaps[-1][1].with_suffix(".json").read_text())["training"]["options"]
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    ours = _options(parser.parse_args(["graves", "--data", "bigbank", "--out", "x"]))
+    recipe = ("steps", "batch_size", "size", "lr", "optimizer", "schedule", "step_size", "gamma", "warmup", "clip",
+              "clip_norm", "loss_unit", "words_per_line", "lines", "valid_lines", "downsample", "augment", "seed",
+              "valid_fraction", "eval_every", "checkpoint_every")
+    assert {k: ours.get(k) for k in recipe} == {k: run.get(k) for k in recipe}
+    a, b = _train_config(ours, "graves", native_clip=True), _train_config({**run, "out": "x"}, "graves", native_clip=True)
+    skip = {"log_every", "progress", "keep_checkpoints", "out_dir"}
+    assert {k: v for k, v in vars(a).items() if k not in skip} == {k: v for k, v in vars(b).items() if k not in skip}
+    scaled = _options(parser.parse_args(["graves", "--data", "bigbank", "--steps", "3200"]))
+    assert scaled["step_size"] == 2 * run["step_size"]  # the schedule scales with --steps
+
+
+def test_train_recipe_trains_keeps_snapshots_and_then_resumes_or_just_loads(tmp_path, capsys):
+    """What full mode of notebooks 03/04 calls: the package's recipe into a run folder, resumable."""
+    from handwriting.notebook_utils import checkpoints, train_recipe
+
+    run = tmp_path / "nb04"
+    opts = ["--size", "tiny", "--steps", "4", "--synthetic", "30", "--checkpoint-every", "2", "--no-progress"]
+    model = train_recipe("graves", run, data="synthetic", options=opts)
+    assert [s for s, _ in checkpoints(run)] == [2, 4]
+    assert model.meta["training"]["command"].startswith("handwriting train graves ")
+    assert model.meta["training"]["data"] == "synthetic"
+    again = train_recipe("graves", run, data="synthetic")  # finished: the same run is loaded, nothing retrained
+    assert "already trained 4 steps" in capsys.readouterr().out
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)

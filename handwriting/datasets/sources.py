@@ -1,5 +1,9 @@
-"""The training data named by ``--data``: one source (synthetic, bigbank, synthbank, json:PATH, iam:PATH) or
-several joined with ``+``, split word-disjointly per source."""
+"""The training data named by ``--data``: one source (synthetic, bigbank, synthbank, hands, json:PATH, iam:PATH)
+or several joined with ``+``, split word-disjointly per source.
+
+``hands`` is bigbank + synthbank written in many hands: the same words and splits, stitched into lines that
+are each restyled or written by a synthetic writer (:class:`~handwriting.datasets.writers.ManyHands`, applied
+by the recipes; the provenance says ``"hands": true``)."""
 
 from __future__ import annotations
 
@@ -17,9 +21,18 @@ from .download import sha256_file
 CURSIVE_SOURCES = ("bigbank", "synthbank")
 
 
+#: the multi-writer mix: these sources' words, each training line in another hand
+HANDS = "hands"
+
+
 def is_cursive_data(spec: str) -> bool:
-    """Whether ``--data`` names only bigbank / synthbank (``bigbank``, ``bigbank+synthbank``, ...)."""
-    return all(part.partition(":")[0] in CURSIVE_SOURCES for part in str(spec).split("+"))
+    """Whether ``--data`` names only bigbank / synthbank (``bigbank``, ``bigbank+synthbank``, ``hands``, ...)."""
+    return all(part.partition(":")[0] in CURSIVE_SOURCES + (HANDS,) for part in str(spec).split("+"))
+
+
+def is_many_hands(spec: str) -> bool:
+    """Whether ``--data`` asks for the multi-writer mix (``hands``)."""
+    return HANDS in str(spec).split("+")
 
 
 def _load_source(spec: str, opts: dict) -> tuple[list, list | None, dict]:
@@ -68,7 +81,7 @@ def _load_source(spec: str, opts: dict) -> tuple[list, list | None, dict]:
         info.update(data_file=portable_path(root), data_sha256=listing.hexdigest(), data_sha256_of="the list of lines")
         return train, valid, info
     else:
-        raise DataError(f"--data {spec!r}: use synthetic, bigbank, synthbank, iam:PATH or json:PATH "
+        raise DataError(f"--data {spec!r}: use synthetic, bigbank, synthbank, hands, iam:PATH or json:PATH "
                         "(or several joined with +, e.g. bigbank+synthbank)")
     if not samples:
         raise DataError(f"--data {spec}: no samples loaded")
@@ -86,6 +99,11 @@ def load_data(opts: dict) -> tuple[list, list, dict]:
     parts = spec.split("+")
     if len(set(parts)) != len(parts) or not all(parts):
         raise DataError(f"--data {spec!r}: name each source once, joined with + (e.g. bigbank+synthbank)")
+    if HANDS in parts:
+        if any(p.partition(":")[0] not in CURSIVE_SOURCES + (HANDS,) for p in parts):
+            raise DataError(f"--data {spec!r}: hands restyles bigbank and synthbank words; it mixes with no other source")
+        train, valid, info = load_data({**opts, "data": "+".join(CURSIVE_SOURCES)})
+        return train, valid, {**info, "data": spec, "hands": True}
     train: list = []
     valid: list = []
     infos: dict[str, dict] = {}

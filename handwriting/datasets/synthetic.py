@@ -27,7 +27,8 @@ different writers differ visibly and measurably (their slant, :func:`estimate_sl
 Everything is deterministic given the seed, and fast (well over a thousand words a second on one core).
 
 Fonts come from the ``Hershey-Fonts`` package (module ``HersheyFonts``): ``"cursive"`` is Hershey's script
-simplex (letters) with simplex digits and punctuation; ``"futural"`` is the simplex sans-serif print font.
+simplex (letters) with simplex digits and punctuation, ``"scripts"`` the other script simplex; ``"futural"`` is
+the simplex sans-serif print font and ``"rowmans"`` the simplex roman (serif) one.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ SYNTHETIC_ALPHABET: str = "".join(chr(c) for c in range(32, 127))
 #: the characters of ``bigbank_3500`` (Greydanus & Wimpee 2025); the default alphabet of :func:`random_words`.
 WORD_ALPHABET: str = "!\"'(),.0123456789?" + string.ascii_uppercase + string.ascii_lowercase
 
-#: the single-stroke Hershey fonts the writer uses, and whether letters join into cursive strokes.
-FONTS: dict[str, bool] = {"cursive": True, "futural": False}
+#: every single-stroke (simplex) Latin Hershey font, and whether its letters join into cursive strokes; the
+#: package's other fonts draw each line twice or three times (futuram, scriptc, timesr ...) and are left out
+FONTS: dict[str, bool] = {"cursive": True, "scripts": True, "futural": False, "rowmans": False}
 
 _JOIN_TOL = 0.2  # two paths touch when one starts within this distance (in x-heights) of where the other ends
 _MARKED = "ijtf"  # letters with dots or crosses that writers may add after the word

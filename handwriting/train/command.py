@@ -14,7 +14,7 @@ from .. import checkpoint as ckpt
 from .._io import portable_arg
 from .config import TrainError
 from .loop import Trainer
-from .recipes import MODEL_KINDS, build_training
+from .recipes import MODEL_KINDS, build_training, kind_defaults, recognizer_heldout_metrics
 
 EPILOG = """examples:
   handwriting train graves --data synthetic --steps 3 --size tiny           (a smoke test: seconds)
@@ -22,14 +22,20 @@ EPILOG = """examples:
   handwriting train graves --data iam:~/data/iam-ondb --size paper --optimizer rmsprop --clip graves
   handwriting train graves-prediction --data bigbank --steps 5000
   handwriting train transformer --data bigbank --size small --steps 50000 --amp bf16
-  handwriting train recognizer --bigbank ~/bigbank_3500.json.zip --steps 3000
+  handwriting train recognizer --out data/pretrained/recognizer-bigbank  (the shipped reader's recipe: ~30 min)
   handwriting train --resume runs/graves --steps 40000                     (continue, exactly)
   handwriting train transformer --data bigbank --init runs/ct/best --lr 5e-3 --steps 5000  (fine-tune: new optimizer)
   torchrun --nproc_per_node 2 -m handwriting train graves --data bigbank   (data parallel)
 
+Defaults: `handwriting train graves --data bigbank` is the < 60-minute recipe (1600 steps, Adam 2e-3 halved
+every 500 steps, lines of 1-3 words); `graves-prediction --data bigbank` the shipped prediction network's; the
+recognizer's its own (train.recipes.RECOGNIZER_DEFAULTS).  Every option given overrides them; with --steps alone
+the learning-rate steps scale with it.
+
 --data: synthetic (the built-in synthetic writer, offline), bigbank (the cursive transformer's words;
 `handwriting data download bigbank`), iam:PATH (IAM-OnDB unpacked at PATH, official splits), json:PATH (a
-handwriting-samples JSON file, e.g. your own). Word data is split word-disjointly into training and
+handwriting-samples JSON file, e.g. your own), hands (bigbank + synthbank in many hands: every training line
+restyled or written by a synthetic writer of any font, never in a held-out hand; datasets/writers.py). Word data is split word-disjointly into training and
 validation words (--valid-fraction) and, for the line models, stitched into lines of --words-per-line words.
 
 Written to --out (default runs/MODEL-DATA-TIME): best.* (lowest validation NLL), final.* (the end), last.*
@@ -45,8 +51,9 @@ DEFAULTS: dict[str, Any] = dict(
     block_size=None, lr=None, optimizer=None, schedule=None, step_size=None, gamma=None, warmup=None,
     weight_decay=None, clip=None, clip_norm=None, loss_unit=None, amp="none", device="auto", out=None,
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
-    augment=False, downsample=None, end_marker=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, log_every=10,
-    num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True, overwrite=False,
+    augment=False, downsample=None, end_marker=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, keep_checkpoints=False, log_every=10,
+    num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True, overwrite=False, split_seed=None,
+    repeat_real=None,
 )  # fmt: skip
 
 
@@ -54,15 +61,18 @@ def configure(parser) -> None:
     a = parser.add_argument
     a("model", nargs="?", choices=MODEL_KINDS, help="what to train (not needed with --resume)")
     g = parser.add_argument_group("data")
-    g.add_argument("--data", help="synthetic | bigbank | synthbank | iam:PATH | json:PATH, or several joined with + "
+    g.add_argument("--data", help="synthetic | bigbank | synthbank | hands | iam:PATH | json:PATH, or several joined with + "
                    "(bigbank+synthbank: random strings and English words) (default synthetic)")
     g.add_argument("--bigbank", metavar="PATH", help="the bigbank_3500.json.zip to use (default: found as `handwriting data path bigbank`)")
     g.add_argument("--valid-fraction", type=float, help="share of the words held out for validation (default 0.1)")
-    g.add_argument("--words-per-line", metavar="N|LO-HI", help="stitch word data into lines of N (or LO-HI) words (default: 2-4 for bigbank, else 1)")
+    g.add_argument("--words-per-line", metavar="N|LO-HI", help="stitch word data into lines of N (or LO-HI) words (default on bigbank-like data: 1-3 for graves, "
+                   "1 for graves-prediction, 2-4 for the transformers; else 1)")
     g.add_argument("--lines", type=int, help="stitched training lines per epoch (default 20000)")
     g.add_argument("--valid-lines", type=int, help="stitched validation lines (default 256)")
-    g.add_argument("--synthetic", type=int, metavar="N", help="words drawn by the synthetic writer for --data synthetic (default 2000)")
+    g.add_argument("--synthetic", type=int, metavar="N", help="words drawn by the synthetic writer for --data synthetic (default 2000) or added to the recognizer's bigbank words (default 6000)")
     g.add_argument("--limit", type=int, help="use only the first N samples of the data (quick experiments)")
+    g.add_argument("--split-seed", type=int, help="recognizer: seed of the held-out word split (default 0, the generators' split)")
+    g.add_argument("--repeat-real", type=int, metavar="K", help="recognizer: augmented copies of each real training word (default 2)")
     g.add_argument("--augment", action="store_true", default=None, help="random shear/scale/rotation of the training data")
     g.add_argument("--downsample", type=float, metavar="F", help="Graves networks: drop this fraction of each stroke's interior points (default 0.65 for bigbank, as the cursive transformer does; else 0)")
     m = parser.add_argument_group("model")
@@ -75,7 +85,8 @@ def configure(parser) -> None:
                    help="cursive transformer: a learned end-of-text character after every text (default: on for a "
                    "new model; with --init, --end-marker adds one to a model that has none)")
     t = parser.add_argument_group("training")
-    t.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
+    t.add_argument("--steps", type=int, help="optimizer steps (default 2000; on bigbank-like data 1600 for graves and 1000 for "
+               "graves-prediction; 4000 for the recognizer)")
     t.add_argument("--epochs", type=int, help="stop after this many epochs")
     t.add_argument("--batch-size", type=int, help="sequences per batch (default 32)")
     t.add_argument("--lr", type=float, help="learning rate (default: 1e-4 with rmsprop (Graves), 1e-2 for the transformer (Greydanus & Wimpee), else 1e-3)")
@@ -102,6 +113,8 @@ def configure(parser) -> None:
     o.add_argument("--eval-every", type=int, help="steps between validations (default 500)")
     o.add_argument("--sample-every", type=int, help="steps between sample images in TensorBoard (default 1000)")
     o.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    o.add_argument("--keep-checkpoints", action="store_true", default=None,
+                   help="also keep the model of every checkpoint as stepN (for scripts/learning_curve.py)")
     o.add_argument("--log-every", type=int)
     o.add_argument("--save-dtype", choices=("fp32", "bf16", "fp16"), help="store the final/best weights at this precision")
     o.add_argument("--wandb", action="store_true", default=None, help="also log to Weights & Biases (pip install wandb)")
@@ -126,6 +139,11 @@ def _options(args) -> dict:
                 raise TrainError(f"--resume: the run in {given['resume']} trained {key}={saved.get(key)!r}; cannot switch to {given[key]!r}")
         opts["out"] = given["resume"]
     opts.update(given)
+    if not given.get("resume"):  # a kind's own defaults (its recipe); a resumed run keeps its options
+        own = kind_defaults(opts.get("model"), str(opts["data"]))
+        opts.update({k: v for k, v in own.items() if k not in given})
+        if "step_size" in own and "steps" in given and "step_size" not in given:  # the schedule scales with --steps
+            opts["step_size"] = max(1, round(own["step_size"] * int(given["steps"]) / own["steps"]))
     if not opts.get("model"):
         raise TrainError("say what to train: handwriting train graves|graves-prediction|transformer|mdn-transformer|recognizer ...")
     return opts
@@ -137,7 +155,8 @@ def _command_line(opts: dict) -> str:
         if k == "end_marker" and v is False:
             parts.append("--no-end-marker")
             continue
-        if k in ("model", "resume", "overwrite") or v is None or v == DEFAULTS.get(k) or v is False:
+        default = kind_defaults(opts["model"], str(opts.get("data"))).get(k, DEFAULTS.get(k))
+        if k in ("model", "resume", "overwrite") or v is None or v == default or v is False:
             continue
         flag = "--" + k.replace("_", "-")
         if k == "progress":
@@ -162,7 +181,7 @@ def _check_options(opts: dict) -> None:
         if opts.get(name) is not None and not ok:
             raise TrainError(f"--{name.replace('_', '-')} {opts[name]!r}: {what}")
 
-    for name in ("steps", "epochs", "batch_size", "lines", "valid_lines", "synthetic", "limit", "eval_every",
+    for name in ("steps", "epochs", "batch_size", "lines", "repeat_real", "valid_lines", "synthetic", "limit", "eval_every",
                  "sample_every", "checkpoint_every", "log_every", "step_size"):
         need(name, isinstance(opts.get(name), int) and opts[name] >= 1, "give a whole number >= 1")
     need("num_workers", isinstance(opts.get("num_workers"), int) and opts["num_workers"] >= 0,
@@ -239,10 +258,15 @@ def run(args) -> int:
             counts = f" ({training['train_samples']} training / {training['valid_samples']} validation samples)"
         print(f"training {type(model).__name__} ({n / 1e6:.2f}M parameters) on {training.get('data', opts['data'])}"
               f"{counts}, device {trainer.device}, {config.steps or '-'} steps; writing to {out}")  # fmt: skip
+    heldout = None
     try:
         summary = trainer.fit()
         if trainer.is_main:
-            trainer.save_model(out / "final", dtype=opts.get("save_dtype"))
+            metrics = None
+            if opts["model"] == "recognizer":  # a reader is judged by what it reads: all held-out words, greedy and beam
+                heldout = recognizer_heldout_metrics(trainer.model, valid_loader)
+                metrics = {"heldout_bigbank": heldout, **(summary.get("valid") or {})}
+            trainer.save_model(out / "final", metrics=metrics, dtype=opts.get("save_dtype"))
             if opts.get("save_dtype") and (out / "best.safetensors").is_file():
                 best, _ = ckpt.load_model(out / "best", verify=True)
                 meta_best = ckpt.read_meta(out / "best")
@@ -258,6 +282,11 @@ def run(args) -> int:
         if summary["skipped_steps"]:
             msg += f"; {summary['skipped_steps']} non-finite steps skipped"
         print(msg)
+        if heldout is not None:
+            from ..evaluate import format_table
+
+            print("held-out bigbank words:")
+            print(format_table([(k, v) for k, v in heldout.items() if isinstance(v, dict)]))
         hint = f"; try: handwriting write \"hello\" --model {out / 'best'}" if opts["model"] in ("graves", "transformer", "mdn-transformer") else ""
         print(f"model: {out / 'final'}.safetensors (best: {out / 'best'}.safetensors){hint}")
     return 0

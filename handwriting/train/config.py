@@ -46,6 +46,7 @@ class TrainConfig:
     eval_batches: int | None = None  # validate on at most this many batches (None: all)
     sample_every: int | None = None  # steps between sample images (needs a sample_fn)
     checkpoint_every: int | None = None  # steps between checkpoints (None: only at the end)
+    keep_checkpoints: bool = False  # also keep each checkpoint's model as out_dir/stepN (for learning curves)
     log_every: int = 10  # steps between scalar logs
     out_dir: str | None = None  # checkpoints (last, best, state) go here; None: no files
     log_dir: str | None = None  # TensorBoard logs (default: out_dir/tb)

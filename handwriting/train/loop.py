@@ -683,6 +683,8 @@ class Trainer:
                     self.log_samples()
                 if c.checkpoint_every is not None and self.step % c.checkpoint_every == 0:
                     self.save_state()
+                    if c.keep_checkpoints and self.out_dir is not None and self.is_main:
+                        self.save_model(self.out_dir / f"step{self.step}")
             if stop.signum is not None:
                 self.wall_time = wall0 + time.perf_counter() - start
                 raise self._interrupted(stop.signum)

@@ -18,8 +18,9 @@ from torch import nn
 from .. import checkpoint as ckpt
 from .._io import portable_arg, portable_path
 from ..datasets.download import sha256_file
-from ..datasets.sources import is_cursive_data, load_data
-from ..datasets.torch_data import Alphabet
+from ..datasets.sources import is_cursive_data, is_many_hands, load_data
+from ..datasets.writers import ManyHands
+from ..datasets.torch_data import Alphabet, BucketBatchSampler, StitchedLines, StrokeDataset, make_loader
 from ..models.recognizer import Recognizer, RecognizerConfig, prepare_offsets
 from ..strokes import Normalizer
 from .config import TrainConfig, TrainError
@@ -46,6 +47,32 @@ SIZES: dict[str, dict[str, dict]] = {
     },
 }
 
+
+#: the recognizer's recipe (Graves-style BiLSTM + CTC on bigbank's words and the synthetic writer's): the one
+#: source of its defaults, for `handwriting train recognizer` and :func:`build_recognizer_training` alike
+RECOGNIZER_DEFAULTS: dict[str, Any] = dict(
+    steps=4000, batch_size=32, lr=2e-3, seed=0, hidden=128, layers=2, synthetic=6000, repeat_real=2,
+    valid_fraction=0.1, split_seed=0, lines_share=0.1, eval_every=500,
+)
+
+#: defaults per model kind where they differ from the command line's general ones (DEFAULTS in command.py)
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "recognizer": {k: RECOGNIZER_DEFAULTS[k] for k in ("steps", "batch_size", "lr", "synthetic", "eval_every")},
+}
+
+#: ... and on bigbank-like data (bigbank, synthbank, hands): the recipes measured on 2 CPU cores.  graves: a
+#: legible network from scratch in under an hour (README, learning curves); graves-prediction: the shipped
+#: graves-prediction-bigbank.  The learning-rate steps scale with --steps when only --steps is given.
+CURSIVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "graves": dict(steps=1600, lr=2e-3, warmup=100, schedule="step", step_size=500, words_per_line="1-3",
+                   eval_every=200, checkpoint_every=200),
+    "graves-prediction": dict(steps=1000, schedule="step", step_size=700, words_per_line="1", valid_lines=128),
+}
+
+
+def kind_defaults(kind: str | None, data: str) -> dict[str, Any]:
+    """The defaults of ``handwriting train KIND --data DATA`` that differ from the general ones."""
+    return {**KIND_DEFAULTS.get(kind or "", {}), **(CURSIVE_DEFAULTS.get(kind or "", {}) if is_cursive_data(data) else {})}
 
 SAMPLE_TEXTS = ["hello world", "handwriting"]
 
@@ -104,6 +131,7 @@ def _train_config(opts: dict, kind: str, native_clip: bool = False) -> TrainConf
         eval_every=opts.get("eval_every"),
         sample_every=opts.get("sample_every"),
         checkpoint_every=opts.get("checkpoint_every"),
+        keep_checkpoints=bool(opts.get("keep_checkpoints")),
         log_every=int(opts["log_every"]),
         out_dir=str(opts["out"]),
         seed=int(opts["seed"]),
@@ -184,12 +212,6 @@ def _kappa_scale(ds, n: int = 200) -> float:
 
 
 def _graves_setup(opts, kind, train_s, valid_s, info):
-    from ..datasets.torch_data import (
-        Alphabet,
-        StitchedLines,
-        StrokeDataset,
-        make_loader,
-    )
     from ..models.graves import GravesConfig, PredictionNetwork, SynthesisNetwork
     from ..strokes import AugmentConfig
 
@@ -197,13 +219,12 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
     wpl = _words_per_line(opts.get("words_per_line"), str(opts["data"]))
     multi = wpl != 1
     if multi:
-        train_items = StitchedLines(train_s, wpl, num_lines=int(opts["lines"]), seed=seed)
-        valid_items = StitchedLines(valid_s, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1)
+        lines = ManyHands if is_many_hands(opts["data"]) else StitchedLines  # hands: every line in another hand
+        train_items = lines(train_s, wpl, num_lines=int(opts["lines"]), seed=seed)
+        valid_items = lines(valid_s, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1)
     else:
         train_items, valid_items = train_s, valid_s
-    alphabet = _init_alphabet(opts, train_s + valid_s, multi) or Alphabet.from_texts(
-        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if multi else ""
-    )
+    alphabet = _alphabet_for(opts, train_s, valid_s, multi)
     init = opts.get("_init")
     # bigbank is sampled densely (~50 points per character); dropping 65% of each stroke's interior points
     # (Greydanus & Wimpee's preprocessing) brings it near IAM-OnDB's density and makes training ~2.5x faster
@@ -237,23 +258,16 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
 
 
 def _transformer_setup(opts, kind, train_s, valid_s, info):
-    from ..datasets.torch_data import Alphabet, BucketBatchSampler
+    from ..datasets.tokens import TokenDataset, collate_tokens
     from ..models.tokenizer import PolarTokenizer, tokenizer_from_dict
-    from ..models.transformer import (
-        CursiveTransformer,
-        CursiveTransformerConfig,
-        TokenDataset,
-        collate_tokens,
-    )
+    from ..models.transformer import CursiveTransformer, CursiveTransformerConfig
     from ..strokes import AugmentConfig
 
     seed = int(opts["seed"])
     wpl = _words_per_line(opts.get("words_per_line"), str(opts["data"]))
     wpl_n = wpl[1] if isinstance(wpl, tuple) else wpl
     init = opts.get("_init")
-    alphabet = _init_alphabet(opts, train_s + valid_s, wpl_n > 1) or Alphabet.from_texts(
-        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if wpl_n > 1 else ""
-    )
+    alphabet = _alphabet_for(opts, train_s, valid_s, wpl_n > 1)
     if init is not None:
         tok = tokenizer_from_dict(init[0].config.tokenizer)
     else:
@@ -297,12 +311,6 @@ def mdn_transformer_setup(opts, kind, train_s, valid_s, info):
     normalised offsets (:class:`~handwriting.datasets.torch_data.StrokeDataset`, stitched into lines for word
     data, downsampled like the cursive transformer's so sequences fit the context), a text-conditioned
     MDN transformer of the requested size."""
-    from ..datasets.torch_data import (
-        Alphabet,
-        StitchedLines,
-        StrokeDataset,
-        make_loader,
-    )
     from ..models.mdn_transformer import MDNTransformer, MDNTransformerConfig
     from ..strokes import AugmentConfig
 
@@ -321,9 +329,7 @@ def mdn_transformer_setup(opts, kind, train_s, valid_s, info):
     else:
         train_items, valid_items = train_s, valid_s
     init = opts.get("_init")  # --init: fine-tune that model (its alphabet, normalisation and configuration)
-    alphabet = _init_alphabet(opts, list(train_s) + list(valid_s), multi) or Alphabet.from_texts(
-        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if multi else ""
-    )
+    alphabet = _alphabet_for(opts, list(train_s), list(valid_s), multi)
     size = dict(SIZES["mdn-transformer"][opts.get("size") or "small"])
     for key in ("d_model", "n_layer", "n_head", "block_size", "mixtures"):
         if opts.get(key) is not None:
@@ -382,13 +388,20 @@ def recognizer_data(
     seed: int = 0,
     limit: int | None = None,
     augment=None,
+    hands: bool = False,
+    synthbank: str | None = None,
 ) -> RecognizerData:
     """The recognizer's data: bigbank words split word-disjointly (:func:`word_disjoint_split`, the same
     ``valid_fraction``/``split_seed`` as the generators use by default), the training words ``repeat_real``
     times (each copy gets its own augmentation), two-word lines stitched from training words
     (``lines`` × the number of training words), and ``synthetic`` random words drawn by random synthetic
     writers (none of them a held-out word).  Everything is resampled once up front (``config.spacing``); the
-    training set is augmented per item and epoch (:func:`default_augment`)."""
+    training set is augmented per item and epoch (:func:`default_augment`).
+
+    ``hands``: a reader for any hand (:mod:`~handwriting.datasets.writers`): synthbank's training words join
+    bigbank's, the ``repeat_real`` copies of every real word are each restyled into a random training hand
+    (slant, width, height, size, smoothness), and the synthetic words are written by random writers of every
+    single-stroke font.  Validation stays bigbank's held-out words; no held-out hand is used."""
     from ..datasets.jsonink import load_bigbank
     from ..datasets.synthetic import random_words, synthesize
     from ..datasets.torch_data import StrokeDataset, word_disjoint_split
@@ -412,10 +425,27 @@ def recognizer_data(
     n_syn_lines = int(round(lines * len(syn_texts)))
     for k in range(n_syn_lines):  # some two-word synthetic lines too
         syn_texts[k] = syn_texts[k] + " " + syn_texts[-1 - k]
-    syn = synthesize(syn_texts, writer=None, seed=seed) if syn_texts else []
-    train_p = prep(train_w)
-    normalizer = Normalizer.fit([s.offsets[1:] for s in train_p if len(s.offsets) > 1])
-    train_all = train_p * max(int(repeat_real), 1) + prep(pairs) + prep(syn)
+    if not hands:
+        syn = synthesize(syn_texts, writer=None, seed=seed) if syn_texts else []
+        train_p = prep(train_w)
+        normalizer = Normalizer.fit([s.offsets[1:] for s in train_p if len(s.offsets) > 1])
+        train_all = train_p * max(int(repeat_real), 1) + prep(pairs) + prep(syn)
+    else:
+        from ..datasets.download import dataset_path
+        from ..datasets.jsonink import load_synthbank
+        from ..datasets.synthetic import SyntheticWriter
+        from ..datasets.writers import random_font_style, random_ink_style
+
+        sb_train, sb_valid = word_disjoint_split(load_synthbank(synthbank or dataset_path("synthbank"), limit=limit),
+                                                 valid_fraction, seed=split_seed)  # fmt: skip
+        held_out |= {s.text for s in sb_valid}
+        real = train_w + [s for s in sb_train if s.text not in held_out]
+        restyled = [random_ink_style(rng, f"ink-{k}").apply(s) for k, s in enumerate(real * max(int(repeat_real), 1))]
+        syn = [SyntheticWriter(random_font_style(rng, f"font-{k}"), seed=seed + k).write(t, unknown="replace")
+               for k, t in enumerate(syn_texts)]  # fmt: skip
+        train_p = prep(real)
+        normalizer = Normalizer.fit([s.offsets[1:] for s in train_p if len(s.offsets) > 1])
+        train_all = train_p + prep(restyled) + prep(pairs) + prep(syn)
     aug = default_augment() if augment is None else (augment or None)
     train_ds = StrokeDataset(train_all, alphabet, normalizer=normalizer, augment=aug, seed=seed)
     valid_ds = StrokeDataset(prep(valid_w), alphabet, normalizer=normalizer)
@@ -423,6 +453,7 @@ def recognizer_data(
         "bigbank_words": len(words), "train_words": len(train_w), "valid_words": len(valid_w),
         "valid_fraction": valid_fraction, "split_seed": split_seed, "repeat_real": repeat_real,
         "stitched_pairs": len(pairs), "synthetic": len(syn), "train_items": len(train_all),
+        **({"hands": True, "real_words": len(train_p)} if hands else {}),
     }  # fmt: skip
     return RecognizerData(train_ds, valid_ds, normalizer, valid_w, {s.text for s in train_w} | set(syn_texts), info)
 
@@ -431,45 +462,77 @@ def build_recognizer_training(args=None, **overrides):
     """The recognizer's training set-up for the one trainer: ``(model, train_loader, valid_loader, config)``.
 
     ``args`` is an ``argparse.Namespace`` (or any object; missing attributes take the defaults) and
-    ``overrides`` win over it.  Recognised names: ``data`` (bigbank path), ``steps`` (4000), ``batch_size``
-    (32), ``lr`` (2e-3), ``seed`` (0), ``valid_fraction`` (0.1), ``split_seed`` (0), ``synthetic`` (6000),
-    ``repeat_real`` (2), ``lines`` (0.1), ``limit`` (None), ``hidden`` (128), ``layers`` (2), ``out_dir``,
-    ``device`` ("auto"), ``amp`` ("none"), ``eval_every`` (500), ``num_workers`` (0), ``progress`` (True).
+    ``overrides`` win over it.  Recognised names: those of :data:`RECOGNIZER_DEFAULTS`, ``data`` (bigbank
+    path), ``limit``, ``out_dir``, ``device`` ("auto"), ``amp`` ("none"), ``num_workers`` (0), ``progress``.
     The model carries its normaliser; the held-out raw words are ``valid_loader.valid_words``.
     """
-    from ..datasets.torch_data import make_loader
 
-    def get(name, default):
-        if name in overrides:
+    def get(name, default=None):
+        if name in overrides and overrides[name] is not None:
             return overrides[name]
         v = getattr(args, name, None) if args is not None else None
-        return default if v is None else v
+        return RECOGNIZER_DEFAULTS.get(name, default) if v is None else v
 
-    steps = int(get("steps", 4000))
-    seed = int(get("seed", 0))
-    config = RecognizerConfig(hidden=int(get("hidden", 128)), layers=int(get("layers", 2)))
+    steps = int(get("steps"))
+    seed = int(get("seed"))
+    config = RecognizerConfig(hidden=int(get("hidden")), layers=int(get("layers")))
     torch.manual_seed(seed)
     model = Recognizer(config)
     data = recognizer_data(
-        config, bigbank=get("data", None), valid_fraction=float(get("valid_fraction", 0.1)),
-        split_seed=int(get("split_seed", 0)), repeat_real=int(get("repeat_real", 2)),
-        synthetic=int(get("synthetic", 6000)), lines=float(get("lines", 0.1)), seed=seed, limit=get("limit", None),
+        config, bigbank=get("data", None), valid_fraction=float(get("valid_fraction")),
+        split_seed=int(get("split_seed")), repeat_real=int(get("repeat_real")),
+        synthetic=int(get("synthetic")), lines=float(get("lines_share")), seed=seed, limit=get("limit", None),
+        hands=bool(get("hands", False)), synthbank=get("synthbank", None),
     )  # fmt: skip
     model.normalizer = data.normalizer
-    bs = int(get("batch_size", 32))
+    bs = int(get("batch_size"))
     workers = int(get("num_workers", 0))
     train_loader = make_loader(data.train, bs, num_workers=workers, seed=seed)
     valid_loader = make_loader(data.valid, 64, shuffle=False)
     valid_loader.valid_words = data.valid_words  # type: ignore[attr-defined]
     valid_loader.data_info = data.info  # type: ignore[attr-defined]
     train_config = TrainConfig(
-        steps=steps, batch_size=bs, lr=float(get("lr", 2e-3)), optimizer="adam", schedule="step",
+        steps=steps, batch_size=bs, lr=float(get("lr")), optimizer="adam", schedule="step",
         step_size=max(steps // 3, 1), gamma=0.35, warmup_steps=min(200, steps // 10), clip="norm", clip_norm=5.0,
-        amp=str(get("amp", "none")), device=str(get("device", "auto")), eval_every=int(get("eval_every", 500)),
+        amp=str(get("amp", "none")), device=str(get("device", "auto")), eval_every=int(get("eval_every")),
         out_dir=get("out_dir", None), seed=seed, num_workers=workers, progress=bool(get("progress", True)),
         log_every=50,
     )  # fmt: skip
     return model, train_loader, valid_loader, train_config
+
+
+def recognizer_report_fn(valid_loader, batches: int = 2) -> SampleFn:
+    """Every ``sample_every`` steps: the recognizer's greedy CER on the first held-out batches, printed."""
+    import sys
+
+    from ..evaluate import cer, word_accuracy
+    from ..models.recognizer import evaluate_loader
+
+    def report(model, step):
+        preds, refs = evaluate_loader(model, valid_loader, max_batches=batches)
+        print(f"step {step}: held-out greedy CER {cer(preds, refs):.2%}, word accuracy {word_accuracy(preds, refs):.1%}",
+              file=sys.stderr, flush=True)
+        return {}
+
+    return report
+
+
+def recognizer_heldout_metrics(model, valid_loader, beam_width: int = 8) -> dict:
+    """CER and word accuracy (with bootstrap intervals and the top confusions) of a trained recognizer on all
+    held-out bigbank words, with greedy and beam decoding: what `handwriting train recognizer` saves."""
+    import time
+
+    from ..evaluate import score
+    from ..models.recognizer import evaluate_loader
+
+    t0, metrics = time.perf_counter(), {}
+    for name, bw in (("greedy", 1), (f"beam{beam_width}", beam_width)):
+        preds, refs = evaluate_loader(model, valid_loader, beam_width=bw)
+        s = score(preds, refs, seed=0)
+        metrics[name] = {k: s[k] for k in ("n", "chars", "cer", "cer_ci95", "word_accuracy", "word_accuracy_ci95", "confusions")}
+    metrics["eval_s"] = time.perf_counter() - t0
+    metrics["torch_threads"] = torch.get_num_threads()
+    return metrics
 
 
 def build_training(opts: dict) -> tuple:
@@ -481,22 +544,32 @@ def build_training(opts: dict) -> tuple:
     if kind == "recognizer" and opts.get("init"):
         raise TrainError("--init is for the generators (graves, graves-prediction, transformer, mdn-transformer)")
     if kind == "recognizer":
-        names = ("steps", "batch_size", "lr", "seed", "valid_fraction", "limit", "hidden", "layers", "device", "amp",
-                 "eval_every", "num_workers", "progress")  # fmt: skip
+        names = ("steps", "batch_size", "lr", "seed", "valid_fraction", "split_seed", "repeat_real", "synthetic",
+                 "limit", "hidden", "layers", "device", "amp", "eval_every", "num_workers", "progress")  # fmt: skip
         rec_opts = {k: opts[k] for k in names if opts.get(k) is not None}
-        rec_opts.update(data=opts.get("bigbank"), out_dir=str(opts["out"]))
+        rec_opts.update(data=opts.get("bigbank"), out_dir=str(opts["out"]), hands=is_many_hands(opts["data"]))
         model, train_loader, valid_loader, config = build_recognizer_training(None, **rec_opts)
         config.checkpoint_every = opts.get("checkpoint_every")
+        config.keep_checkpoints = bool(opts.get("keep_checkpoints"))
         config.wandb = bool(opts.get("wandb"))
         path = Path(opts["bigbank"]) if opts.get("bigbank") else None
         if path is None:
             from ..datasets.download import bigbank_path
 
             path = bigbank_path()
-        info = {"data": "bigbank + synthetic", "data_file": portable_path(path), "data_sha256": sha256_file(path)}
+        hands = is_many_hands(opts["data"])
+        info = {"data": "hands: bigbank + synthbank restyled + synthetic writers of every font" if hands else
+                "bigbank + synthetic", "data_file": portable_path(path), "data_sha256": sha256_file(path),
+                "recipe": "handwriting.train.recipes.build_recognizer_training"}
+        if hands:
+            from ..datasets.download import dataset_path
+
+            sb = dataset_path("synthbank")
+            info.update(synthbank_file=portable_path(sb), synthbank_sha256=sha256_file(sb))
         info.update(getattr(valid_loader, "data_info", {}))
-        config.sample_every = None
-        return model, train_loader, valid_loader, config, {"training": info, "alphabet": getattr(model, "alphabet", None)}, None
+        config.sample_every = config.eval_every  # the "sample" of a reader: its greedy CER on held-out words
+        meta = {"training": info, "alphabet": getattr(model, "alphabet", None)}
+        return model, train_loader, valid_loader, config, meta, recognizer_report_fn(valid_loader)
     init = None
     if opts.get("init"):
         init = load_init(str(opts["init"]))
@@ -553,6 +626,14 @@ def _init_alphabet(opts: dict, samples, multi: bool):
         raise TrainError(f"--init {opts['init']}: the data uses characters the model has no embedding for: {missing!r} "
                          f"(its alphabet: {alphabet.chars!r}); drop the samples that use them or train from scratch")
     return alphabet
+
+
+def _alphabet_for(opts: dict, train_s, valid_s, lines: bool):
+    """The model's alphabet: the ``--init`` model's (checked against the data), else every character of the
+    data, and a space when words are stitched into lines."""
+    return _init_alphabet(opts, train_s + valid_s, lines) or Alphabet.from_texts(
+        [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if lines else ""
+    )
 
 
 def _init_config(opts: dict, config, model_cls: type, given: dict[str, str]):

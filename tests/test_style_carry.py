@@ -1,0 +1,166 @@
+"""Style carry (handwriting.style_carry): the rank correlation and the style distance on constructed data, a
+perfect copier, and the `handwriting evaluate style` command end to end on the tiny pretrained model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from handwriting.cli import main
+from handwriting.datasets.writers import held_out_writers
+from handwriting.style_carry import (
+    CORRELATED,
+    DISTANCE_FEATURES,
+    average_ranks,
+    carry_table,
+    choose_texts,
+    mean_features,
+    measure,
+    spearman,
+    style_distance,
+)
+
+# ----------------------------------------------------------------------------------------------------------
+# statistics on constructed data
+
+
+def test_average_ranks_match_scipy_with_ties(rng):
+    for x in ([3.0, 1.0, 2.0], [1.0, 1.0, 2.0, 2.0, 2.0, 0.5], [5.0] * 4, rng.integers(0, 4, size=30).astype(float)):
+        assert np.allclose(average_ranks(x), stats.rankdata(x))
+    m = rng.integers(0, 3, size=(5, 7)).astype(float)
+    assert np.allclose(average_ranks(m, axis=1), stats.rankdata(m, axis=1))
+
+
+def test_spearman_matches_scipy_and_a_direct_computation(rng):
+    x = np.array([1.0, 2.0, 2.0, 3.0, 5.0, 5.0, 5.0, 0.0])
+    y = np.array([2.0, 1.0, 4.0, 4.0, 3.0, 6.0, 6.0, 0.5])
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    direct = np.corrcoef(rx, ry)[0, 1]
+    assert spearman(x, y) == pytest.approx(direct, abs=1e-12)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    for _ in range(5):
+        a, b = rng.normal(size=12), rng.integers(0, 5, size=12).astype(float)
+        assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [9, 1, 0, -5]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [2.0, 7.0, 40.0]) == pytest.approx(1.0)  # monotone, not linear
+    assert np.isnan(spearman([1, 2, 3], [4, 4, 4]))  # a constant side has no ranks to correlate
+    with pytest.raises(ValueError):
+        spearman([1, 2], [1, 2, 3])
+
+
+def _features(rng, n):
+    return [{k: float(rng.normal()) for k in ("slant", "log_width_per_char", "log_height", "lifts_per_char",
+                                                 "log_step", "log_ink_per_char")} for _ in range(n)]  # fmt: skip
+
+
+def test_style_distance_is_zero_for_copies_and_grows_with_a_shift(rng):
+    ref = _features(rng, 10)
+    assert style_distance(ref, ref)["mean"] == 0.0
+    std = np.std([r["slant"] for r in ref])
+    last = 0.0
+    for k in (0.5, 1.0, 2.0, 4.0):  # a shift of k reference stds in one feature: a distance of exactly k
+        out = [{**r, "slant": r["slant"] + k * std} for r in ref]
+        d = style_distance(out, ref)
+        assert d["mean"] == pytest.approx(k) and d["mean"] > last
+        last = d["mean"]
+    both = [{**r, "slant": r["slant"] + std, "lifts_per_char": r["lifts_per_char"] + np.std([q["lifts_per_char"] for q in ref])}
+            for r in ref]  # fmt: skip
+    assert style_distance(both, ref)["mean"] == pytest.approx(np.sqrt(2))
+    # log_step (the point density) is not part of the distance
+    assert "log_step" not in DISTANCE_FEATURES
+    assert style_distance([{**r, "log_step": r["log_step"] + 9} for r in ref], ref)["mean"] == 0.0
+
+
+def test_a_perfect_copier_gets_correlation_one_and_distance_zero():
+    """A "model" whose primed output IS the writer's own writing of the texts."""
+    writers = held_out_writers()  # the eight synthetic writers
+    texts = ["minimum", "quick fox", "lazy dog"]
+    reference = {w.name: [w.write(t, 10 + j) for j, t in enumerate(texts)] for w in writers}
+    primed = {n: list(s) for n, s in reference.items()}  # the copier
+    # unprimed: one hand for everybody (the first writer's), a different writer's each time
+    names = list(reference)
+    unprimed = {n: reference[names[(i + 1) % len(names)]] for i, n in enumerate(names)}
+    t = carry_table(reference, primed, unprimed, kinds={w.name: w.kind for w in writers}, n_boot=300)
+    s = t["summary"]
+    for k in CORRELATED:
+        assert s["spearman"]["primed"][k]["rho"] == pytest.approx(1.0)
+        lo, hi = s["spearman"]["primed"][k]["ci95"]
+        assert lo == pytest.approx(1.0) and hi == pytest.approx(1.0)
+        assert s["spearman"]["unprimed"][k]["rho"] < 0.99
+    assert s["distance"]["primed"]["mean"] == 0.0
+    assert s["distance"]["unprimed"]["mean"] > 0.5
+    assert s["distance_gain"]["mean"] == pytest.approx(s["distance"]["unprimed"]["mean"])
+    assert [r["name"] for r in t["writers"]] == names and all(r["kind"] == "synthetic" for r in t["writers"])
+    assert t["writers"][0]["primed"] == mean_features(reference[names[0]])
+    # ready feature dicts are accepted as well as samples, and any further condition is measured too
+    feats = {n: mean_features(v) for n, v in reference.items()}
+    t2 = carry_table(feats, feats, unprimed, style=primed, n_boot=50)
+    assert t2["summary"]["distance"]["style"]["mean"] == 0.0 and set(t2["summary"]["spearman"]) == {"primed", "unprimed", "style"}
+    with pytest.raises(Exception, match="other writers"):
+        carry_table(reference, {names[0]: primed[names[0]]}, unprimed)
+
+
+def test_choose_texts_disjoint_and_deterministic():
+    words = [f"w{c}{d}" for c in "abcdefgh" for d in "xyz"]
+    prime, texts = choose_texts(words, 6, seed=3)
+    assert 2 <= len(prime.split()) <= 3 and len(texts) == 6
+    used = [w for t in texts for w in t.split()]
+    assert all(1 <= len(t.split()) <= 3 for t in texts)
+    assert not set(prime.split()) & set(used) and len(used) == len(set(used))
+    assert choose_texts(words, 6, seed=3) == (prime, texts)
+    assert choose_texts(words, 6, seed=4) != (prime, texts)
+    with pytest.raises(Exception, match="too few"):
+        choose_texts(words[:4], 6)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# end to end
+
+
+def test_command_on_the_tiny_model(tmp_path, capsys, one_thread):
+    out = tmp_path / "style.json"
+    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "2",
+               "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    r = json.loads(out.read_text())
+    names = [w.name for w in held_out_writers()]
+    assert [w["name"] for w in r["writers"]] == names
+    for w in r["writers"]:
+        assert set(w) >= {"reference", "primed", "unprimed", "distance", "cer", "kind", "prime"}
+        assert w["name"] in printed
+    assert set(r["summary"]) >= {"spearman", "distance", "distance_gain", "writers"}
+    for c in ("primed", "unprimed"):
+        assert set(r["summary"]["spearman"][c]) == set(CORRELATED)
+        assert r["summary"]["distance"][c]["mean"] >= 0
+    assert set(r["cer"]) == {"reference", "primed", "unprimed"}
+    assert r["recognizer_trained_on"] == "bigbank + synthetic writer"
+    assert len(r["texts"]) == 2 and not set(r["prime_text"].split()) & {w for t in r["texts"] for w in t.split()}
+    lines = printed.splitlines()
+    assert sum(any(ln.startswith(n + " ") for n in names) for ln in lines) == len(names)  # one row per writer
+    assert any(ln.startswith("primed: ρ") for ln in lines) and any(ln.startswith("unprimed: ρ") for ln in lines)
+    assert "bigbank + synthetic writer" in printed
+
+
+def test_measure_is_deterministic_and_checks_arguments(one_thread):
+    a = measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], n_boot=50)
+    b = measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], n_boot=50)
+    assert a["writers"] == b["writers"] and a["summary"] == b["summary"]
+    with pytest.raises(Exception, match="too few"):
+        measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:2])
+    with pytest.raises(Exception, match="words"):
+        measure("graves-synthesis-tiny", words="english")
+    with pytest.raises(Exception, match="texts"):
+        measure("graves-synthesis-tiny", n_texts=0)
+
+
+def test_held_out_words_give_twelve_writers(bigbank_path, monkeypatch, one_thread):
+    monkeypatch.setenv("HANDWRITING_BIGBANK", str(bigbank_path))
+    r = measure("graves-synthesis-tiny", n_texts=2, n_boot=50)
+    assert len(r["writers"]) == 12
+    assert sorted({w["kind"] for w in r["writers"]}) == ["ink", "synthetic"]
+    assert r["words"].startswith("held-out bigbank words")

@@ -1,0 +1,132 @@
+"""The multi-writer mix: restyled ink, synthetic writers of every font, and the hands held out of training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from handwriting.datasets import synthetic, writers
+from handwriting.datasets.writers import HELD_OUT_INK, HOLD_OUT_RADIUS, InkStyle, ManyHands, held_out_writers
+from handwriting.errors import DataError
+from handwriting.evaluate import style_features
+from handwriting.strokes import Sample, from_strokes
+
+
+def zigzag(n_letters: int = 5, slant: float = 0.0, width: float = 0.1, height: float = 0.1) -> Sample:
+    """A constructed word: ``n_letters`` up-and-down strokes of one letter each, two pen lifts."""
+    pts = []
+    for i in range(n_letters):
+        x0 = i * width
+        up = np.linspace(0, height, 8)
+        pts.append(np.stack([x0 + slant * up, up], 1))
+        pts.append(np.stack([x0 + width / 2 + slant * up[::-1], up[::-1]], 1))
+    line = np.concatenate(pts)
+    strokes = [line[: len(line) // 2], line[len(line) // 2 :], np.array([[0.2, 0.2], [0.21, 0.2]])]  # a dash: no vertical move
+    return Sample(from_strokes(strokes), text="a" * n_letters)
+
+
+def test_style_features_on_constructed_strokes():
+    s = zigzag(5, slant=0.0)
+    f = style_features(s)
+    assert f["slant"] == pytest.approx(0.0, abs=1e-9)
+    assert f["lifts_per_char"] == pytest.approx(3 / 5)  # three strokes end
+    pts = np.cumsum(s.offsets[:, :2], 0)[1:]
+    assert f["log_width_per_char"] == pytest.approx(math.log(np.ptp(pts[:, 0]) / 5))
+    leaning = style_features(zigzag(5, slant=0.3))
+    assert leaning["slant"] == pytest.approx(0.3, abs=1e-6)
+
+
+def test_an_ink_style_changes_slant_width_and_size_as_it_says():
+    base = zigzag(6)
+    f0 = style_features(base)
+    sheared = InkStyle("s", slant=0.25).apply(base)
+    assert style_features(sheared)["slant"] == pytest.approx(f0["slant"] + 0.25, abs=1e-6)
+    wide = InkStyle("w", width=1.5).apply(base)
+    assert style_features(wide)["log_width_per_char"] == pytest.approx(f0["log_width_per_char"] + math.log(1.5), abs=1e-6)
+    small = InkStyle("z", size=0.5).apply(base)
+    assert style_features(small)["log_height"] == pytest.approx(f0["log_height"] + math.log(0.5), abs=1e-6)
+    for out in (sheared, wide, small, InkStyle("r", smooth=3).apply(base)):
+        assert out.text == base.text
+        np.testing.assert_array_equal(out.offsets[:, 2], base.offsets[:, 2])  # the same pen lifts
+    smooth = InkStyle("r", smooth=3).apply(base)
+    assert np.abs(np.diff(smooth.offsets[1:20, :2], axis=0)).sum() < np.abs(np.diff(base.offsets[1:20, :2], axis=0)).sum()
+
+
+@pytest.mark.parametrize("field, value", [("width", 0.0), ("height", 9.0), ("slant", float("nan")), ("smooth", -1)])
+def test_a_bad_ink_style_is_refused_naming_the_field(field, value):
+    with pytest.raises(DataError, match=field):
+        InkStyle("bad", **{field: value})
+
+
+def test_training_styles_keep_away_from_every_held_out_hand():
+    rng = np.random.default_rng(0)
+    held = np.stack([h.vector() for h in HELD_OUT_INK])
+    inks = [writers.random_ink_style(rng) for _ in range(1500)]
+    gaps = [np.linalg.norm(held - s.vector(), axis=1).min() for s in inks]
+    assert min(gaps) > HOLD_OUT_RADIUS
+    spread = np.array([[s.slant, s.width, s.height, s.size] for s in inks])
+    assert spread[:, 0].min() < -0.4 and spread[:, 0].max() > 0.3  # wide ranges, not a few styles
+    fonts = [writers.random_font_style(rng) for _ in range(600)]
+    assert {f.font for f in fonts} == set(synthetic.FONTS)  # every single-stroke font
+    named = {w.name for w in synthetic.WRITERS.values()}
+    for f in fonts:
+        assert f.name not in named
+        v = writers._synthetic_vector(f)
+        for w in synthetic.WRITERS.values():
+            if w.font == f.font:
+                assert np.linalg.norm(v - writers._synthetic_vector(w)) > 1.5
+
+
+def test_many_hands_writes_each_line_in_one_training_hand_reproducibly():
+    words = synthetic.synthesize(synthetic.random_words(40, seed=3), writer="neat", seed=3)
+    mh = ManyHands(words, (2, 3), num_lines=30, seed=5, real_share=0.5)
+    again = ManyHands(words, (2, 3), num_lines=30, seed=5, real_share=0.5)
+    kinds = set()
+    held = {w.name for w in held_out_writers()} | {h.name for h in HELD_OUT_INK}
+    for i in range(30):
+        a, b = mh[i], again[i]
+        np.testing.assert_array_equal(a.offsets, b.offsets)
+        assert a.text == mh.lines[i].text  # the line's text, whoever writes it
+        assert a.writer not in held
+        kinds.add(type(mh.style(i)).__name__)
+    assert kinds == {"InkStyle", "WriterStyle"}
+    assert len({mh.style(i).name for i in range(30)}) == 30  # a new hand per line
+
+
+def test_held_out_writers_write_in_their_own_hands():
+    words = synthetic.synthesize(["alpha", "beta", "gamma"], writer="neat", seed=1)
+    hands = held_out_writers(words)
+    assert len(hands) == len(synthetic.WRITERS) + len(HELD_OUT_INK) >= 8
+    assert len({h.name for h in hands}) == len(hands)
+    slants = {h.name: style_features(h.write("alpha beta", 0))["slant"] for h in hands}
+    assert slants["backhand"] < 0 < slants["hasty"]
+    assert slants["ink-tall-italic"] > slants["ink-upright-narrow"]
+    ink = next(h for h in hands if h.kind == "ink")
+    with pytest.raises(DataError, match="delta"):
+        ink.write("alpha delta", 0)
+
+
+def test_hands_data_is_bigbank_and_synthbank_with_the_same_split(bigbank_path, synthbank_path):
+    from handwriting.datasets.sources import is_cursive_data, is_many_hands, load_data
+
+    opts = dict(seed=0, valid_fraction=0.1, limit=200, bigbank=str(bigbank_path))
+    train_h, valid_h, info = load_data({**opts, "data": "hands"})
+    train_b, valid_b, _ = load_data({**opts, "data": "bigbank+synthbank"})
+    assert [s.text for s in valid_h] == [s.text for s in valid_b] and len(train_h) == len(train_b)
+    assert info["hands"] is True and info["data"] == "hands"
+    assert is_many_hands("hands") and is_cursive_data("hands") and not is_many_hands("bigbank")
+    with pytest.raises(DataError, match="hands"):
+        load_data({**opts, "data": "hands+synthetic", "synthetic": 10})
+
+
+def test_the_reference_reads_every_held_out_hand_and_names_the_readers_hands(bigbank_path):
+    from handwriting import evaluate
+
+    r = evaluate.reference(n=6, hands=True)
+    hands = r["held_out_hands"]
+    assert len(hands) == len(held_out_writers()) + len(HELD_OUT_INK)
+    assert all(v["n"] == 6 for v in hands.values()) and r["held_out_pooled"]["n"] == 6 * len(hands)
+    assert {v["kind"] for v in hands.values()} == {"synthetic", "ink"}
+    assert "synthetic" in r["recognizer_trained_on"] and "bigbank" in r["recognizer_trained_on"]
