@@ -201,9 +201,13 @@ def carry_table(reference: Mapping[str, Any], primed: Mapping[str, Any], unprime
         for row, v in zip(rows, d["per_writer"]):
             row.setdefault("distance", {})[c] = v
     if "unprimed" in feats:
-        gain = np.subtract(summary["distance"]["unprimed"]["per_writer"], summary["distance"]["primed"]["per_writer"])
-        summary["distance_gain"] = {"mean": float(gain.mean()), "ci95": list(bootstrap_ci(gain, n_boot=n_boot, seed=seed + 200)),
-                                    "what": "unprimed − primed style distance, paired over writers (> 0: the prime carried style)"}  # fmt: skip
+        gains = {}
+        for ci, c in enumerate(c for c in feats if c != "unprimed"):
+            gain = np.subtract(summary["distance"]["unprimed"]["per_writer"], summary["distance"][c]["per_writer"])
+            gains[c] = {"mean": float(gain.mean()), "ci95": list(bootstrap_ci(gain, n_boot=n_boot, seed=seed + 200 + ci)),
+                        "what": f"unprimed − {c} style distance, paired over writers (> 0: {c} output is nearer the writer)"}  # fmt: skip
+        summary["distance_gain"] = gains["primed"]
+        summary["distance_gains"] = gains
     return {"writers": rows, "summary": summary}
 
 
@@ -262,12 +266,18 @@ def _reader_hands(rec) -> str:
 
 
 def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, words: str = "heldout", recognizer: Any = None,
-            beam_width: int = 1, device: str = "cpu", writers: Sequence | None = None, n_boot: int = N_BOOT) -> dict:
+            beam_width: int = 1, device: str = "cpu", writers: Sequence | None = None, n_boot: int = N_BOOT,
+            fit_words: int = 0, fit_minutes: float | None = 5.0, fit_steps: int | None = None) -> dict:
     """Write, read and compare (see the module docstring): the :func:`carry_table` of ``model`` (a pretrained
     name, a checkpoint path or a module) on the held-out writers, plus ``cer`` (reference / primed /
     unprimed), the texts, the settings and the timings.  ``words``: ``"heldout"`` (held-out bigbank words;
     needs bigbank) or ``"random"`` (random words outside bigbank; synthetic writers only).  ``writers``:
-    :class:`~handwriting.datasets.writers.Writer` objects to use instead of the held-out ones."""
+    :class:`~handwriting.datasets.writers.Writer` objects to use instead of the held-out ones.
+
+    ``fit_words`` > 0 adds the **styled** condition ("your hand in five minutes"): each writer writes
+    ``fit_words`` further words of the pool (none of the prime's or the targets'), a style file is fitted on
+    them (:func:`~handwriting.style_fit.fit_style`, ``fit_minutes`` of wall time / ``fit_steps`` steps per
+    writer) and the styled model writes the target texts unprimed, with the unprimed condition's seeds."""
     from .datasets.writers import held_out_writers
     from .generate import BIAS_HINT, check_number, check_seed, default_line_chars, match_point_density, resolve_model
 
@@ -293,11 +303,14 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         pool = sorted({w for w in unseen_texts(12 * n_texts + 24, seed, letters, exclude) if _usable(w, chars)})
         source = "random words outside bigbank (letters only, >= 3 characters)"
     prime_text, texts = choose_texts(pool, n_texts, seed)
+    fit_words = check_number("style: fit_words (--fit-words)", fit_words, 0, integer=True,
+                             hint="; words each writer gives the style fit (0: no styled condition)")
+    fit_texts = _fit_texts(pool, prime_text, texts, fit_words, seed) if fit_words else []
     hands = list(writers) if writers is not None else held_out_writers(held)
     if len(hands) < 3:
         raise EvaluateError(f"style: {len(hands)} writers are too few for a rank correlation; give at least three")
-    reference, primed, unprimed, primes, pieces = {}, {}, {}, {}, {}
-    t_writers = t_model = 0.0
+    reference, primed, unprimed, styled, primes, pieces, fits = {}, {}, {}, {}, {}, {}, {}
+    t_writers = t_model = t_fit = 0.0
     for i, w in enumerate(hands):
         t0 = time.perf_counter()
         prime = w.write(prime_text, _seed(seed, i, 0x9A1))
@@ -308,16 +321,29 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         s = _seed(seed, i, 0x60D)
         primed[w.name] = _model_writes(gen, texts, prime, bias, s, pieces[w.name])
         unprimed[w.name] = _model_writes(gen, texts, None, bias, s, pieces[w.name])
-        # a third condition (priming with a style file's sample, `--style FILE`) would be written here
         t_writers += t1 - t0
         t_model += time.perf_counter() - t1
+        if fit_texts:
+            from .style_file import apply_style
+            from .style_fit import fit_style
+
+            t2 = time.perf_counter()
+            mine = [w.write(t, _seed(seed, i, 0xF17, j)) for j, t in enumerate(fit_texts)]
+            st = fit_style(mine, model=gen, minutes=fit_minutes, steps=fit_steps, seed=_seed(seed, i, 0xF17), device=device)
+            fits[w.name] = {**{k: st.meta["training"].get(k) for k in ("steps", "kept_step", "stopped_by")},
+                            "seconds": round(time.perf_counter() - t2, 1)}
+            t_fit += time.perf_counter() - t2
+            t3 = time.perf_counter()
+            styled[w.name] = _model_writes(apply_style(st, gen).eval(), texts, None, bias, s, pieces[w.name])
+            t_model += time.perf_counter() - t3
         primes[w.name] = {"points": len(prime.offsets), "text": prime.text}
     kinds = {w.name: w.kind for w in hands}
-    table = carry_table(reference, primed, unprimed, kinds=kinds, seed=seed, n_boot=n_boot)
+    more = {"styled": styled} if fit_texts else {}
+    table = carry_table(reference, primed, unprimed, kinds=kinds, seed=seed, n_boot=n_boot, **more)
     t0 = time.perf_counter()
     read: dict[str, Any] = {}
     names = [w.name for w in hands]
-    for c, per in (("reference", reference), ("primed", primed), ("unprimed", unprimed)):
+    for c, per in (("reference", reference), ("primed", primed), ("unprimed", unprimed), *more.items()):
         samples = [s for n in names for s in per[n]]
         refs = [s.text for s in samples]
         preds, res = _read(rec, samples, refs, seed, beam_width, alphabet=_chars_of(gen))
@@ -330,6 +356,8 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     for row in table["writers"]:
         row["prime"] = primes[row["name"]]
         row["piece_chars"] = pieces[row["name"]]
+        if row["name"] in fits:
+            row["style_fit"] = fits[row["name"]]
     return {
         "what": "style carry",
         "model": os.fspath(name),
@@ -344,8 +372,22 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         "correlated": list(CORRELATED),
         **table,
         "cer": read,
-        "seconds": {"writers": t_writers, "model": t_model, "reading": t_read, "total": time.perf_counter() - t_start},
+        **({"style_fit": {"words": fit_texts, "minutes": fit_minutes, "steps": fit_steps}} if fit_texts else {}),
+        "seconds": {"writers": t_writers, "model": t_model, "fitting": t_fit, "reading": t_read,
+                    "total": time.perf_counter() - t_start},
     }
+
+
+def _fit_texts(pool: Sequence[str], prime_text: str, texts: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` words of ``pool`` that are neither in the prime nor in the target texts, drawn with ``seed``: what
+    each writer gives the style fit, as a learner gives the canvas."""
+    used = set(prime_text.split()) | {w for t in texts for w in t.split()}
+    rest = sorted(set(pool) - used)
+    if len(rest) < n:
+        raise EvaluateError(f"style: {len(rest)} words are left for the style fit after the prime and the targets, "
+                            f"fewer than --fit-words {n}; ask for fewer")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xF17]))
+    return [rest[i] for i in sorted(rng.choice(len(rest), size=n, replace=False))]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -386,9 +428,8 @@ def format_carry(result: Mapping) -> str:
     out.append("summary rows: Spearman ρ across writers (reference vs output) in the feature columns, the mean style "
                "distance and the CER of all texts in the last two; [95% bootstrap CI: writers for ρ and distance, "
                "texts for CER]")
-    if "distance_gain" in s:
-        g = s["distance_gain"]
-        out.append(f"style distance unprimed − primed (paired over writers): {_fmt_ci(g['mean'], g['ci95'], pct=False)}"
+    for c, g in (s.get("distance_gains") or ({"primed": s["distance_gain"]} if "distance_gain" in s else {})).items():
+        out.append(f"style distance unprimed − {c} (paired over writers): {_fmt_ci(g['mean'], g['ci95'], pct=False)}"
                    f"  (features {', '.join(s['distance'][conds[0]]['features'])}, each in units of the references' "
                    "across-writer std)")
     return "\n".join(out)
@@ -405,6 +446,11 @@ def configure(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the texts, the writers and the sampling (default 0)")
     p.add_argument("--recognizer", default=None, help="recognizer checkpoint or pretrained name (default recognizer-bigbank)")
     p.add_argument("--beam", type=int, default=1, help="CTC beam width (1: greedy decoding, the default)")
+    p.add_argument("--fit-words", type=int, default=0, metavar="N",
+                   help="also fit a style file on N further words of each writer and write with it (the 'styled' "
+                        "condition; default 0: off; 30 is the five-minute path)")
+    p.add_argument("--fit-minutes", type=float, default=5.0, help="wall-time budget of each style fit (default 5)")
+    p.add_argument("--fit-steps", type=int, default=None, help="step budget of each style fit (default: fit_style's)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the full results as JSON")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -414,14 +460,16 @@ def run(args) -> int:
     """``handwriting evaluate style`` (called by :func:`handwriting.evaluate.run`, which has checked ``--json``
     and set the threads)."""
     r = measure(args.model, n_texts=args.texts, bias=args.bias, seed=args.seed, words=args.words,
-                recognizer=args.recognizer, beam_width=args.beam, device=args.device)  # fmt: skip
+                recognizer=args.recognizer, beam_width=args.beam, device=args.device, fit_words=args.fit_words,
+                fit_minutes=args.fit_minutes, fit_steps=args.fit_steps)  # fmt: skip
     print(f"style carry of {r['model']} (bias {r['bias']:g}, seed {r['seed']}): {len(r['writers'])} held-out writers, "
           f"prime {r['prime_text']!r}, {len(r['texts'])} target texts of {r['words']}")
     print(f"CER read by {r['recognizer']} (trained on {r['recognizer_trained_on']} hands); features: mean over a "
           "writer's samples, ref = the writer's own writing of the texts")
     print(format_carry(r))
     sec = r["seconds"]
-    print(f"time: {sec['total']:.1f} s (writers {sec['writers']:.1f}, model {sec['model']:.1f}, reading {sec['reading']:.1f})")
+    fit = f", style fits {sec['fitting']:.1f}" if sec.get("fitting") else ""
+    print(f"time: {sec['total']:.1f} s (writers {sec['writers']:.1f}, model {sec['model']:.1f}{fit}, reading {sec['reading']:.1f})")
     if args.json:
         _write_json(args.json, _jsonable(r))
     return 0

@@ -9,6 +9,7 @@ width and colour, "animate" and "show attention" switches, and the handwriting i
     panel()                                   # pretrained models if shipped, else the synthetic writer
     panel(model)                              # a model you trained (an nn.Module) or a pretrained name
     panel({"graves": m1, "transformer": m2}, styles="my_samples.json")
+    panel(style_files="mine.style")           # your hand (``handwriting style fit``) in the model picker
 
 Every change regenerates the writing after a short pause (``debounce`` seconds), in a background thread, so a
 long text never freezes the kernel: a label shows the progress (line by line) and **Cancel** stops the job
@@ -28,6 +29,10 @@ A :class:`Style` (defined in :mod:`handwriting.styles`, re-exported here) is a w
 synthetic writer (:data:`~handwriting.datasets.synthetic.WRITERS`), a bigbank word (``bigbank=12`` lists the
 first 12), or your own samples saved by the drawing canvas in the project's JSON format
 (``styles="my_samples.json"``, or the panel's *samples file* box).
+
+A **style file** (:mod:`handwriting.style_file`, made by ``handwriting style fit``) is not a prime but a tuned
+model: ``style_files=...`` (or a ``.style`` path in the *samples file* box) adds its base model with the style
+put in to the model picker, labelled ``base+name``, and a style picked there can still prime it.
 
 The bias slider runs over :data:`BIAS_STEPS` (finer near 0, where most of the change happens): 0 samples the
 model's distribution as it is, larger values sharpen it (Graves §5.4) and the writing becomes tidier.
@@ -274,6 +279,16 @@ class _Models:
     def labels(self) -> list[str]:
         return list(self.entries)
 
+    def add_style_file(self, path: str | os.PathLike) -> str:
+        """Add ``path``'s style applied to its base model (a :class:`~handwriting.style_file.StyleError` if the
+        file is bad); returns its label."""
+        from .style_file import load_style
+
+        with self._lock:
+            styled = load_style(path)
+        self.entries[styled.pretrained_name] = styled
+        return styled.pretrained_name
+
     def resolve(self, label: str) -> Any:
         if label not in self.entries:
             raise HandwritingError(f"unknown model {label!r}; choose one of {', '.join(self.entries)}")
@@ -390,6 +405,7 @@ class Panel:
         bias: float = 0.5,
         seed: int = 0,
         style: str | None = None,
+        style_files: str | os.PathLike | Sequence[str | os.PathLike] = (),
         bigbank: int | bool = False,
         max_chars: int = 40,
         batch_lines: int = 4,
@@ -401,6 +417,8 @@ class Panel:
         import ipywidgets as W
 
         self._models = _Models(model, generator)
+        for path in [style_files] if isinstance(style_files, (str, os.PathLike)) else style_files:
+            self._models.add_style_file(path)
         self._styles: dict[str, Style] = {}
         for st in [NO_STYLE, *synthetic_styles()]:
             self._styles[st.label] = st
@@ -437,8 +455,10 @@ class Panel:
                                      tooltip="best of N: write N versions at once, keep the one the recognizer reads best")
         self.style = W.Dropdown(options=list(self._styles), value=style or NO_STYLE.label, description="style",
                                 layout=lay(width="420px"))
-        self.samples_path = W.Text(placeholder="my_samples.json", description="samples", layout=lay(width="300px"))
-        self.load_button = W.Button(description="load styles", tooltip="list the samples of a JSON file as styles")
+        self.samples_path = W.Text(placeholder="my_samples.json or mine.style", description="samples",
+                                   layout=lay(width="300px"))
+        self.load_button = W.Button(description="load styles", tooltip="list the samples of a JSON file as styles, "
+                                    "or add a style file to the model picker")
         self.stroke_width = W.FloatSlider(value=2.0, min=0.5, max=8.0, step=0.5, description="pen",
                                           continuous_update=False, layout=lay(width="260px"))
         self.color = W.ColorPicker(value="#000000", concise=True, description="colour", layout=lay(width="160px"))
@@ -508,10 +528,28 @@ class Panel:
         self.style.value = current if current in self._styles else NO_STYLE.label
         return [st.label for st in new]
 
+    def add_style_file(self, path: str | os.PathLike) -> str:
+        """Add a style file (``handwriting style fit``) to the model picker — its base model with the style put
+        in — and return its label (``base+name``); the picker stays where it was."""
+        label = self._models.add_style_file(path)
+        current = self.model.value
+        self.model.options = self._models.labels
+        self.model.value = current
+        return label
+
     def _load_clicked(self) -> None:
         path = self.samples_path.value.strip()
         if not path:
             self._set_status("type the path of a samples file (saved by HandwritingCanvas) first")
+            return
+        if path.endswith(".style"):
+            try:
+                label = self.add_style_file(path)
+            except (HandwritingError, OSError) as exc:
+                self._set_status(f"error: {exc}", error=True)
+                return
+            self.model.value = label  # (regenerates)
+            self._set_status(f"added the style file {path} to the model picker as {label}")
             return
         try:
             labels = self.add_styles(path)

@@ -164,3 +164,28 @@ def test_held_out_words_give_twelve_writers(bigbank_path, monkeypatch, one_threa
     assert len(r["writers"]) == 12
     assert sorted({w["kind"] for w in r["writers"]}) == ["ink", "synthetic"]
     assert r["words"].startswith("held-out bigbank words")
+
+
+def test_styled_condition_fits_each_writer_on_other_words(tmp_path, capsys, one_thread):
+    """--fit-words adds the fine-tuned condition: a style file per writer, fitted on words that are neither the
+    prime's nor the targets', then the styled model writes the targets; it enters every table and the CER."""
+    out = tmp_path / "style.json"
+    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "2",
+               "--fit-words", "6", "--fit-steps", "3", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    r = json.loads(out.read_text())
+    fit = r["style_fit"]["words"]
+    assert len(fit) == len(set(fit)) == 6
+    assert not set(fit) & (set(r["prime_text"].split()) | {w for t in r["texts"] for w in t.split()})
+    for w in r["writers"]:
+        assert {"styled", "primed", "unprimed"} <= set(w["distance"]) and "styled" in w["cer"]
+        assert w["style_fit"]["steps"] == 3
+    assert set(r["cer"]) == {"reference", "primed", "unprimed", "styled"}
+    assert set(r["summary"]["distance_gains"]) == {"primed", "styled"}
+    assert any(ln.startswith("styled: ρ") for ln in printed.splitlines())
+    assert "unprimed − styled" in printed
+    # the styled writing differs from the unstyled one with the same seeds: the fit changed the model
+    assert any(w["styled"] != w["unprimed"] for w in r["writers"])
+    with pytest.raises(Exception, match="fit-words"):
+        measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], fit_words=10**6)

@@ -263,3 +263,26 @@ def test_style_commands(tmp_path, capsys):
     assert svg.is_file()
     assert main(["write", "so", "--style", str(tmp_path / "gone.style"), "-o", str(svg)]) == 2
     assert "no such style file" in capsys.readouterr().err
+
+
+def test_the_panel_offers_style_files_as_models(saved, tmp_path):
+    """A style file joins the panel's model picker (as base+name), from the constructor or the samples box; the
+    panel then writes what write(style=...) writes, and a bad file is an error in the status line."""
+    from handwriting.widgets import Panel
+
+    p = Panel(model=TINY, style_files=saved, background=False, autostart=False, text="so we go", seed=4)
+    label = f"{TINY}+mine"
+    assert p.model.options == (TINY, label) and p.model.value == TINY
+    p.model.value = label
+    got = p.regenerate().lines[0]
+    want = write("so we go", model=TINY, style=saved, seed=4, bias=p.bias.value).lines[0]
+    np.testing.assert_array_equal(got.offsets, want.offsets)
+    q = Panel(model=TINY, background=False, autostart=False)
+    q.samples_path.value = str(saved)
+    q.load_button.click()
+    assert q.model.value == label and "model picker" in q.status.value
+    bad = tmp_path / "bad.style"
+    bad.write_bytes(b"not a style")
+    q.samples_path.value = str(bad)
+    q.load_button.click()
+    assert q.status.value.startswith("error:") and "bad.style" in q.status.value and q.model.value == label
