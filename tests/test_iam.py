@@ -301,3 +301,61 @@ def test_coordinates_that_overflow_are_named(iam_root, strokes, message):
             load_iam(iam_root, "testset_f", max_offset=max_offset)
     s = load_iam(iam_root, "testset_f", max_offset=None, strict=False)
     assert s.report.malformed == ["a01-000x-02"] and all(np.isfinite(x.offsets).all() for x in s)
+
+
+def test_iam_lines_join_the_many_hands_mix(iam_root, bigbank_path, synthbank_path):
+    """--data hands+iam:PATH: bigbank + synthbank words as for hands (same split) plus IAM's lines, official
+    split, matched to the words' ink and marked as lines of their own; the defaults are bigbank's."""
+    from handwriting.datasets.sources import is_cursive_data, load_data
+    from handwriting.datasets.writers import LINE_SOURCE, split_lines
+
+    opts = dict(seed=0, valid_fraction=0.1, limit=200, bigbank=str(bigbank_path))
+    train_h, valid_h, _ = load_data({**opts, "data": "hands"})
+    train, valid, info = load_data({**opts, "data": f"hands+iam:{iam_root}"})
+    words, lines = split_lines(train)
+    assert [s.text for s in words] == [s.text for s in train_h] and lines
+    assert {s.text for s in lines} <= {s.text for s in load_iam(iam_root, "train")}
+    assert all(s.source.startswith(LINE_SOURCE) for s in lines)
+    assert [s.text for s in split_lines(valid)[0]] == [s.text for s in valid_h] and split_lines(valid)[1]
+    assert info["hands"] is True and len(info["lines_of_other_writers"]) == 1
+    assert info["data_sha256"] != load_data({**opts, "data": "hands"})[2]["data_sha256"]
+    assert is_cursive_data(f"hands+iam:{iam_root}") and not is_cursive_data(f"bigbank+iam:{iam_root}")
+    with pytest.raises(DataError, match="hands\\+iam:PATH"):
+        load_data({**opts, "data": "hands+synthetic", "synthetic": 10})
+
+
+def test_the_reader_for_any_hand_takes_iam_lines_too(iam_root, bigbank_path, synthbank_path, capsys):
+    from handwriting.models.recognizer import RecognizerConfig
+    from handwriting.cli import main as cli_main
+    from handwriting.train.recipes import recognizer_data
+
+    kw = dict(bigbank=str(bigbank_path), synthbank=str(synthbank_path), limit=60, synthetic=10, hands=True)
+    base = recognizer_data(RecognizerConfig(), **kw)
+    mixed = recognizer_data(RecognizerConfig(), iam=str(iam_root), **kw)
+    n = mixed.info["iam_lines"]
+    assert 0 < n <= len(load_iam(iam_root, "train")) and "iam_lines" not in base.info
+    assert len(mixed.train) == len(base.train) + n and [s.text for s in mixed.valid_words] == [s.text for s in base.valid_words]
+    assert cli_main(["train", "recognizer", "--data", f"bigbank+iam:{iam_root}", "--steps", "1"]) != 0
+    assert "hands+iam:PATH" in capsys.readouterr().err
+
+
+def test_a_generator_trains_on_hands_with_iam_lines(iam_root, bigbank_path, synthbank_path, tmp_path):
+    """`handwriting train graves --data hands+iam:PATH` end to end (tiny, two steps): IAM's lines are in the
+    run's training and validation items as they are, and the recorded data names both."""
+    from handwriting import checkpoint as ckpt
+    from handwriting.cli import main as cli_main
+    from handwriting.datasets.sources import load_data
+    from handwriting.datasets.writers import ManyHands, split_lines
+
+    out = tmp_path / "run"
+    rc = cli_main(["train", "graves", "--data", f"hands+iam:{iam_root}", "--size", "tiny", "--steps", "2",
+                   "--limit", "40", "--lines", "8", "--valid-lines", "4", "--bigbank", str(bigbank_path),
+                   "--out", str(out), "--no-progress"])  # fmt: skip
+    assert rc == 0
+    training = ckpt.read_meta(out / "final")["training"]
+    assert training["hands"] is True and len(training["lines_of_other_writers"]) == 1
+    train, valid, _ = load_data(dict(seed=0, valid_fraction=0.1, limit=40, bigbank=str(bigbank_path),
+                                     data=f"hands+iam:{iam_root}"))
+    words, lines = split_lines(train)
+    mh = ManyHands(words, (1, 3), num_lines=8, seed=0, lines=lines)
+    assert len(mh) == 8 + len(lines) and [mh[8 + i] for i in range(len(lines))] == lines

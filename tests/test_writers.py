@@ -130,3 +130,25 @@ def test_the_reference_reads_every_held_out_hand_and_names_the_readers_hands(big
     assert all(v["n"] == 6 for v in hands.values()) and r["held_out_pooled"]["n"] == 6 * len(hands)
     assert {v["kind"] for v in hands.values()} == {"synthetic", "ink"}
     assert "synthetic" in r["recognizer_trained_on"] and "bigbank" in r["recognizer_trained_on"]
+
+
+def test_match_ink_brings_other_lines_to_the_words_size_and_density():
+    """IAM-like lines (100x the units, a third of the points per character) come out at the words' width and
+    points per character, in their own shape (slant kept), marked as whole lines of their own."""
+    words = [zigzag(5, slant=0.0, width=0.1) for _ in range(4)]
+    sparse = zigzag(6, slant=0.3, width=0.1)
+    pts = np.cumsum(sparse.offsets[:, :2], 0)[::3]  # every third point: sparser pen sampling
+    big = Sample(from_strokes([pts * 100.0]), text="b" * 6, source="a01-000u-01.xml")
+    (m,) = writers.match_ink([big], words)
+    f, w = style_features(m), style_features(words[0])
+    assert math.exp(f["log_width_per_char"]) == pytest.approx(math.exp(w["log_width_per_char"]), rel=0.1)
+    assert len(m.offsets) / 6 == pytest.approx(len(words[0].offsets) / 5, rel=0.2)
+    assert f["slant"] == pytest.approx(0.3, abs=0.05) and m.text == big.text
+    assert m.source == writers.LINE_SOURCE + "a01-000u-01.xml"
+    assert writers.split_lines(words + [m]) == (words, [m])
+    mh = ManyHands(synthetic.synthesize(["alpha", "beta", "gamma"], writer="neat", seed=1), 2, num_lines=5, seed=1,
+                   lines=[m])
+    assert len(mh) == 6 and mh[5] is m and mh.lengths[5] == len(m.offsets)
+    assert writers.match_ink([], words) == []
+    with pytest.raises(DataError, match="no words"):
+        writers.match_ink([big], [])

@@ -26,8 +26,10 @@ HANDS = "hands"
 
 
 def is_cursive_data(spec: str) -> bool:
-    """Whether ``--data`` names only bigbank / synthbank (``bigbank``, ``bigbank+synthbank``, ``hands``, ...)."""
-    return all(part.partition(":")[0] in CURSIVE_SOURCES + (HANDS,) for part in str(spec).split("+"))
+    """Whether ``--data`` names only bigbank / synthbank (``bigbank``, ``bigbank+synthbank``, ``hands``, ...),
+    or ``hands`` with IAM-OnDB, whose lines the mix brings to bigbank's ink (:func:`~.writers.match_ink`)."""
+    kinds = [part.partition(":")[0] for part in str(spec).split("+")]
+    return all(k in CURSIVE_SOURCES + (HANDS,) or (k == "iam" and HANDS in kinds) for k in kinds)
 
 
 def is_many_hands(spec: str) -> bool:
@@ -100,10 +102,27 @@ def load_data(opts: dict) -> tuple[list, list, dict]:
     if len(set(parts)) != len(parts) or not all(parts):
         raise DataError(f"--data {spec!r}: name each source once, joined with + (e.g. bigbank+synthbank)")
     if HANDS in parts:
-        if any(p.partition(":")[0] not in CURSIVE_SOURCES + (HANDS,) for p in parts):
-            raise DataError(f"--data {spec!r}: hands restyles bigbank and synthbank words; it mixes with no other source")
+        others = [p for p in parts if p.partition(":")[0] not in CURSIVE_SOURCES + (HANDS,)]
+        if any(p.partition(":")[0] != "iam" for p in others):
+            raise DataError(f"--data {spec!r}: hands restyles bigbank and synthbank words and takes the lines of IAM-OnDB "
+                            "(hands+iam:PATH); it mixes with no other source")
         train, valid, info = load_data({**opts, "data": "+".join(CURSIVE_SOURCES)})
-        return train, valid, {**info, "data": spec, "hands": True}
+        info = {**info, "data": spec, "hands": True}
+        if others:
+            from .writers import match_ink
+
+            words, lines = list(train), {}
+            for part in others:  # IAM's own writers, in their own hands (its official split)
+                tr, va, part_info = _load_source(part, opts)
+                train += match_ink(tr, words)
+                valid += match_ink(va, words)
+                lines[portable_arg(part)] = {**part_info, "train_samples": len(tr), "valid_samples": len(va)}
+            info["lines_of_other_writers"] = lines
+            info["data_sha256"] = hashlib.sha256("".join(
+                [f"hands:{info['data_sha256']}\n"] + [f"{p}:{i['data_sha256']}\n" for p, i in lines.items()]).encode()).hexdigest()
+            info["data_sha256_of"] = "the lines 'hands:sha256' (bigbank + synthbank) and 'source:sha256' of lines_of_other_writers"
+            info.update(train_samples=len(train), valid_samples=len(valid))
+        return train, valid, info
     train: list = []
     valid: list = []
     infos: dict[str, dict] = {}

@@ -12,7 +12,9 @@ makes many writers out of what the project can ship or download:
 
 and :class:`ManyHands` turns word data into training lines written in *one* hand each (a random style per
 line: the style is constant within the line and differs between lines, which is what makes a prime
-informative).
+informative).  Real lines of other writers (IAM-OnDB: ``--data hands+iam:PATH``) join the mix as they are,
+each in its writer's own hand, after :func:`match_ink` has brought them to the words' letter size and point
+density.
 
 **Held-out writers** (:func:`held_out_writers`): four restyled hands (:data:`HELD_OUT_INK`) and the eight
 named synthetic writers (:data:`~handwriting.datasets.synthetic.WRITERS`).  Training styles are drawn away from
@@ -43,6 +45,8 @@ __all__ = [
     "Writer",
     "held_out_writers",
     "ManyHands",
+    "match_ink",
+    "LINE_SOURCE",
 ]
 
 
@@ -190,22 +194,64 @@ def _real_line(text: str, by_text: dict, seed: int) -> Sample:
     return picks[0] if len(picks) == 1 else stitch(picks, rng)
 
 
+#: the source prefix :func:`match_ink` gives a whole line of another writer: :class:`ManyHands` keeps it as it is
+LINE_SOURCE = "line:"
+
+
+def _width_per_char(s: Sample) -> float:
+    pts = np.cumsum(s.offsets[:, :2], axis=0)
+    return float(np.ptp(pts[:, 0])) / max(len(s.text.replace(" ", "")), 1)
+
+
+def match_ink(lines: Sequence[Sample], words: Sequence[Sample]) -> list[Sample]:
+    """``lines`` of other writers (IAM-OnDB: other units, other pen sampling) brought to the ink of ``words``:
+    scaled so that their median width per character is the words' and resampled at the arc-length spacing that
+    gives them the words' mean points per character.  Each keeps its own hand (slant, proportions, joins); its
+    source becomes ``LINE_SOURCE + source``, which :class:`ManyHands` keeps as a line of its own."""
+    from ..strokes import resample, scale
+
+    lines = [s for s in lines if len(s.offsets) > 1 and s.text.strip()]
+    if not lines:
+        return []
+    if not words:
+        raise DataError("match_ink: no words to match the lines' ink to")
+    width = float(np.median([_width_per_char(s) for s in words])) / max(
+        float(np.median([_width_per_char(s) for s in lines])), 1e-9)
+    arc = sum(float(np.linalg.norm(s.offsets[1:, :2], axis=1)[s.offsets[:-1, 2] < 0.5].sum()) for s in words)
+    spacing = arc / max(sum(len(s.offsets) for s in words), 1)  # pen-down path per point
+    out = []
+    for s in lines:
+        off = resample(scale(s.offsets, width), spacing)
+        out.append(s.replace(offsets=off.astype(np.float32), source=f"{LINE_SOURCE}{s.source}"))
+    return out
+
+
+def split_lines(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """``(words, lines)``: the samples to restyle and stitch, and the whole lines of other writers
+    (:func:`match_ink`)."""
+    lines = [s for s in samples if str(s.source or "").startswith(LINE_SOURCE)]
+    return [s for s in samples if not str(s.source or "").startswith(LINE_SOURCE)], lines
+
+
 class ManyHands(torch.utils.data.Dataset):
     """``num_lines`` training lines, each in one hand: a line of ``words`` (stitched as :class:`StitchedLines`
     does) restyled by a random :class:`InkStyle` (share ``real_share``), or the same line's text written by a
-    random synthetic writer of any font (the rest).  Line ``i`` depends only on ``(seed, i)``; no line is in a
-    held-out hand.  ``lengths`` approximates the points per line (for bucketing)."""
+    random synthetic writer of any font (the rest); then every line of ``lines`` (real lines of other writers,
+    :func:`match_ink`) as it is.  Line ``i`` depends only on ``(seed, i)``; no line is in a held-out hand.
+    ``lengths`` approximates the points per line (for bucketing)."""
 
     def __init__(self, words: Sequence[Sample], words_per_line=(1, 3), num_lines: int = 20000, seed: int = 0,
-                 real_share: float = 0.6, max_chars: int | None = None):
+                 real_share: float = 0.6, max_chars: int | None = None, lines: Sequence[Sample] = ()):
         if not 0 <= real_share <= 1:
             raise DataError(f"ManyHands: real_share={real_share!r} must be a share in [0, 1]")
         self.lines = StitchedLines(words, words_per_line, num_lines=num_lines, seed=seed, max_chars=max_chars)
         self.seed, self.real_share = int(seed), float(real_share)
-        self.lengths = self.lines.lengths
+        self.real_lines = list(lines)
+        self.lengths = np.concatenate([np.asarray(self.lines.lengths),
+                                       np.array([len(s.offsets) for s in self.real_lines], dtype=np.int64)])
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.lines) + len(self.real_lines)
 
     def style(self, index: int) -> InkStyle | WriterStyle:
         """The hand of line ``index``."""
@@ -216,6 +262,8 @@ class ManyHands(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         index = int(index)
+        if index >= len(self.lines):
+            return self.real_lines[index - len(self.lines)]
         line, style = self.lines[index], self.style(index)
         if isinstance(style, InkStyle):
             return style.apply(line)

@@ -27,15 +27,16 @@ EPILOG = """examples:
   handwriting train transformer --data bigbank --init runs/ct/best --lr 5e-3 --steps 5000  (fine-tune: new optimizer)
   torchrun --nproc_per_node 2 -m handwriting train graves --data bigbank   (data parallel)
 
-Defaults: `handwriting train graves --data bigbank` is the < 60-minute recipe (1600 steps, Adam 2e-3 halved
-every 500 steps, lines of 1-3 words); `graves-prediction --data bigbank` the shipped prediction network's; the
+Defaults: `handwriting train graves --data bigbank` is the < 60-minute recipe (2000 steps, Adam 2e-3 halved
+every 1000 steps, lines of 1-3 words); `graves-prediction --data bigbank` the shipped prediction network's; the
 recognizer's its own (train.recipes.RECOGNIZER_DEFAULTS).  Every option given overrides them; with --steps alone
 the learning-rate steps scale with it.
 
 --data: synthetic (the built-in synthetic writer, offline), bigbank (the cursive transformer's words;
 `handwriting data download bigbank`), iam:PATH (IAM-OnDB unpacked at PATH, official splits), json:PATH (a
 handwriting-samples JSON file, e.g. your own), hands (bigbank + synthbank in many hands: every training line
-restyled or written by a synthetic writer of any font, never in a held-out hand; datasets/writers.py). Word data is split word-disjointly into training and
+restyled or written by a synthetic writer of any font, never in a held-out hand; datasets/writers.py; hands+iam:PATH
+adds IAM-OnDB's lines in their writers' own hands, scaled and resampled to bigbank's ink). Word data is split word-disjointly into training and
 validation words (--valid-fraction) and, for the line models, stitched into lines of --words-per-line words.
 
 Written to --out (default runs/MODEL-DATA-TIME): best.* (lowest validation NLL), final.* (the end), last.*
@@ -85,7 +86,7 @@ def configure(parser) -> None:
                    help="cursive transformer: a learned end-of-text character after every text (default: on for a "
                    "new model; with --init, --end-marker adds one to a model that has none)")
     t = parser.add_argument_group("training")
-    t.add_argument("--steps", type=int, help="optimizer steps (default 2000; on bigbank-like data 1600 for graves and 1000 for "
+    t.add_argument("--steps", type=int, help="optimizer steps (default 2000; on bigbank-like data 2000 for graves and 1000 for "
                "graves-prediction; 4000 for the recognizer)")
     t.add_argument("--epochs", type=int, help="stop after this many epochs")
     t.add_argument("--batch-size", type=int, help="sequences per batch (default 32)")

@@ -19,7 +19,7 @@ from .. import checkpoint as ckpt
 from .._io import portable_arg, portable_path
 from ..datasets.download import sha256_file
 from ..datasets.sources import is_cursive_data, is_many_hands, load_data
-from ..datasets.writers import ManyHands
+from ..datasets.writers import ManyHands, split_lines
 from ..datasets.torch_data import Alphabet, BucketBatchSampler, StitchedLines, StrokeDataset, make_loader
 from ..models.recognizer import Recognizer, RecognizerConfig, prepare_offsets
 from ..strokes import Normalizer
@@ -64,7 +64,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 #: legible network from scratch in under an hour (README, learning curves); graves-prediction: the shipped
 #: graves-prediction-bigbank.  The learning-rate steps scale with --steps when only --steps is given.
 CURSIVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "graves": dict(steps=1600, lr=2e-3, warmup=100, schedule="step", step_size=500, words_per_line="1-3",
+    "graves": dict(steps=2000, lr=2e-3, warmup=100, schedule="step", step_size=1000, words_per_line="1-3",
                    eval_every=200, checkpoint_every=200),
     "graves-prediction": dict(steps=1000, schedule="step", step_size=700, words_per_line="1", valid_lines=128),
 }
@@ -219,9 +219,14 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
     wpl = _words_per_line(opts.get("words_per_line"), str(opts["data"]))
     multi = wpl != 1
     if multi:
-        lines = ManyHands if is_many_hands(opts["data"]) else StitchedLines  # hands: every line in another hand
-        train_items = lines(train_s, wpl, num_lines=int(opts["lines"]), seed=seed)
-        valid_items = lines(valid_s, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1)
+        if is_many_hands(opts["data"]):  # every line in another hand; other writers' lines as they are
+            (tw, tl), (vw, vl) = split_lines(train_s), split_lines(valid_s)
+            train_items = ManyHands(tw, wpl, num_lines=int(opts["lines"]), seed=seed, lines=tl)
+            valid_items = ManyHands(vw, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1,
+                                    lines=vl[: int(opts["valid_lines"]) // 2])
+        else:
+            train_items = StitchedLines(train_s, wpl, num_lines=int(opts["lines"]), seed=seed)
+            valid_items = StitchedLines(valid_s, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1)
     else:
         train_items, valid_items = train_s, valid_s
     alphabet = _alphabet_for(opts, train_s, valid_s, multi)
@@ -390,6 +395,7 @@ def recognizer_data(
     augment=None,
     hands: bool = False,
     synthbank: str | None = None,
+    iam: str | None = None,
 ) -> RecognizerData:
     """The recognizer's data: bigbank words split word-disjointly (:func:`word_disjoint_split`, the same
     ``valid_fraction``/``split_seed`` as the generators use by default), the training words ``repeat_real``
@@ -401,7 +407,9 @@ def recognizer_data(
     ``hands``: a reader for any hand (:mod:`~handwriting.datasets.writers`): synthbank's training words join
     bigbank's, the ``repeat_real`` copies of every real word are each restyled into a random training hand
     (slant, width, height, size, smoothness), and the synthetic words are written by random writers of every
-    single-stroke font.  Validation stays bigbank's held-out words; no held-out hand is used."""
+    single-stroke font.  Validation stays bigbank's held-out words; no held-out hand is used.  ``iam`` (with
+    ``hands``; ``--data hands+iam:PATH``): IAM-OnDB's training lines join too, in their writers' own hands
+    (:func:`~handwriting.datasets.writers.match_ink`), those whose text the reader's alphabet holds."""
     from ..datasets.jsonink import load_bigbank
     from ..datasets.synthetic import random_words, synthesize
     from ..datasets.torch_data import StrokeDataset, word_disjoint_split
@@ -443,9 +451,16 @@ def recognizer_data(
         restyled = [random_ink_style(rng, f"ink-{k}").apply(s) for k, s in enumerate(real * max(int(repeat_real), 1))]
         syn = [SyntheticWriter(random_font_style(rng, f"font-{k}"), seed=seed + k).write(t, unknown="replace")
                for k, t in enumerate(syn_texts)]  # fmt: skip
+        other: list = []
+        if iam:
+            from ..datasets.iam import load_iam
+            from ..datasets.writers import match_ink
+
+            other = [s for s in load_iam(iam, "train", limit=limit) if set(s.text) <= set(config.alphabet)]
+            other = match_ink(other, real)
         train_p = prep(real)
         normalizer = Normalizer.fit([s.offsets[1:] for s in train_p if len(s.offsets) > 1])
-        train_all = train_p + prep(restyled) + prep(pairs) + prep(syn)
+        train_all = train_p + prep(restyled) + prep(pairs) + prep(syn) + prep(other)
     aug = default_augment() if augment is None else (augment or None)
     train_ds = StrokeDataset(train_all, alphabet, normalizer=normalizer, augment=aug, seed=seed)
     valid_ds = StrokeDataset(prep(valid_w), alphabet, normalizer=normalizer)
@@ -453,7 +468,7 @@ def recognizer_data(
         "bigbank_words": len(words), "train_words": len(train_w), "valid_words": len(valid_w),
         "valid_fraction": valid_fraction, "split_seed": split_seed, "repeat_real": repeat_real,
         "stitched_pairs": len(pairs), "synthetic": len(syn), "train_items": len(train_all),
-        **({"hands": True, "real_words": len(train_p)} if hands else {}),
+        **({"hands": True, "real_words": len(train_p), **({"iam_lines": len(other)} if iam else {})} if hands else {}),
     }  # fmt: skip
     return RecognizerData(train_ds, valid_ds, normalizer, valid_w, {s.text for s in train_w} | set(syn_texts), info)
 
@@ -482,7 +497,7 @@ def build_recognizer_training(args=None, **overrides):
         config, bigbank=get("data", None), valid_fraction=float(get("valid_fraction")),
         split_seed=int(get("split_seed")), repeat_real=int(get("repeat_real")),
         synthetic=int(get("synthetic")), lines=float(get("lines_share")), seed=seed, limit=get("limit", None),
-        hands=bool(get("hands", False)), synthbank=get("synthbank", None),
+        hands=bool(get("hands", False)), synthbank=get("synthbank", None), iam=get("iam", None),
     )  # fmt: skip
     model.normalizer = data.normalizer
     bs = int(get("batch_size"))
@@ -547,7 +562,13 @@ def build_training(opts: dict) -> tuple:
         names = ("steps", "batch_size", "lr", "seed", "valid_fraction", "split_seed", "repeat_real", "synthetic",
                  "limit", "hidden", "layers", "device", "amp", "eval_every", "num_workers", "progress")  # fmt: skip
         rec_opts = {k: opts[k] for k in names if opts.get(k) is not None}
-        rec_opts.update(data=opts.get("bigbank"), out_dir=str(opts["out"]), hands=is_many_hands(opts["data"]))
+        parts = str(opts["data"]).split("+")
+        iam = [p.partition(":")[2] for p in parts if p.partition(":")[0] == "iam"]
+        if (iam and not is_many_hands(opts["data"])) or any(p.partition(":")[0] not in ("synthetic", "bigbank", "hands", "iam") for p in parts):
+            raise TrainError(f"--data {opts['data']!r}: the recognizer trains on bigbank (default), hands or "
+                             "hands+iam:PATH")
+        rec_opts.update(data=opts.get("bigbank"), out_dir=str(opts["out"]), hands=is_many_hands(opts["data"]),
+                        iam=iam[0] if iam else None)
         model, train_loader, valid_loader, config = build_recognizer_training(None, **rec_opts)
         config.checkpoint_every = opts.get("checkpoint_every")
         config.keep_checkpoints = bool(opts.get("keep_checkpoints"))
@@ -558,8 +579,8 @@ def build_training(opts: dict) -> tuple:
 
             path = bigbank_path()
         hands = is_many_hands(opts["data"])
-        info = {"data": "hands: bigbank + synthbank restyled + synthetic writers of every font" if hands else
-                "bigbank + synthetic", "data_file": portable_path(path), "data_sha256": sha256_file(path),
+        info = {"data": ("hands: bigbank + synthbank restyled + synthetic writers of every font"
+                         + (" + IAM-OnDB lines" if iam else "")) if hands else "bigbank + synthetic", "data_file": portable_path(path), "data_sha256": sha256_file(path),
                 "recipe": "handwriting.train.recipes.build_recognizer_training"}
         if hands:
             from ..datasets.download import dataset_path
