@@ -33,7 +33,7 @@ __all__ = [
     "publish",
 ]
 
-DEFAULT_MODEL = "cursive-transformer-bigbank"  # what write() uses when no model is named: the most legible (README)
+DEFAULT_MODEL = "graves-synthesis-bigbank"  # what write() uses when no model is named: the most legible (README)
 ALIASES = {  # short names for the command line: `handwriting write "hi" --model transformer`
     "graves": "graves-synthesis-bigbank",
     "graves-prediction": "graves-prediction-bigbank",
