@@ -20,8 +20,9 @@ The measurement
    comparison) and different writers get different seeds, so the unprimed outputs are independent draws of
    the model's own hand: the null condition.  Both conditions cut the texts into the same pieces — the ones
    ``write`` uses under that writer's prime (:func:`~handwriting.generate.default_line_chars`) — so they differ
-   in nothing but the prime.  (A third condition, priming with a style file, fits in as another entry of
-   ``conditions`` in :func:`measure`; :func:`carry_table` takes any number of conditions.)
+   in nothing but the prime.  With ``fit_words`` (``--fit-words 30``) a third, **styled**, condition: a style
+   file fitted on that many further words of the writer (:mod:`~handwriting.style_fit`), writing the targets
+   unprimed with the unprimed condition's seeds; :func:`carry_table` takes any number of conditions.
 4. **Features**: per writer and condition, the mean :func:`~handwriting.evaluate.style_features` over its
    samples (the reference, the primed outputs, the unprimed outputs).
 5. **Report** (:func:`carry_table`):
