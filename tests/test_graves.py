@@ -247,6 +247,21 @@ def test_batched_sampling_rows_stop_at_their_own_time():
     assert [len(s) for s in res.sequences()] == [6, 15, 9] and all(s[-1, 2] == 1 for s in res.sequences())
 
 
+@pytest.mark.parametrize("lift_logit, extra", [(20.0, 0), (-20.0, 1)])
+def test_the_point_drawn_after_the_window_passed_the_text_is_kept_only_inside_a_stroke(lift_logit, extra):
+    """The point sampled at the step the window passes the last character belongs to no letter: where the pen had
+    just lifted it would begin a new stroke — a stray dot after the text, which the recognizer read as '.' or "'" —
+    so the row ends before it; in the middle of a stroke it is the stroke's last point and is kept."""
+    model = _marching_model(rate=0.25)
+    with torch.no_grad():  # the pen lifts after every point (or never)
+        model.head.linear.weight[0].zero_()
+        model.head.linear.bias[0] = lift_logit
+    text = torch.tensor([[1, 2, 0, 0, 0], [3, 4, 5, 6, 7], [2, 3, 4, 0, 0]])
+    res = model.sample(text, seed=0, points_per_char=40)
+    assert res.stopped.all()
+    assert res.lengths.tolist() == [10 + extra, 22 + extra, 14 + extra]  # (U + 1/2) / rate steps, + the last point
+
+
 # ----------------------------------------------------------------------------------------------------------
 # sampling
 

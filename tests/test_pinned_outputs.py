@@ -55,10 +55,11 @@ def _fp32(name):
 
 def _check(offsets: np.ndarray, pinned) -> None:
     points, lifts, sums, (second, before_last) = pinned
+    # absolute slack of a few float32 roundings: sums near zero differ by ~4e-7 between CPU kinds (AMD EPYC vs Xeon)
     assert (len(offsets), int(offsets[:, 2].sum())) == (points, lifts)
-    assert offsets[:, :2].sum(0, dtype=np.float64).tolist() == pytest.approx(sums, rel=1e-5, abs=1e-8)
-    assert offsets[[1, -2], :2].astype(float).tolist() == [pytest.approx(second, rel=1e-5, abs=1e-8),
-                                                           pytest.approx(before_last, rel=1e-5, abs=1e-8)]
+    assert offsets[:, :2].sum(0, dtype=np.float64).tolist() == pytest.approx(sums, rel=1e-5, abs=2e-6)
+    assert offsets[[1, -2], :2].astype(float).tolist() == [pytest.approx(second, rel=1e-5, abs=2e-6),
+                                                           pytest.approx(before_last, rel=1e-5, abs=2e-6)]
 
 
 @pytest.mark.parametrize("name", PLAIN)

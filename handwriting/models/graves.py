@@ -545,7 +545,11 @@ class SynthesisNetwork(_GravesBase):
             if stop:
                 fired = window_stop(phi.view(B, -1), phi_raw.gather(2, end_index).view(B))
                 new = fired & ~done
+                # x_t was drawn by a window already past the last character: where it begins a new stroke it
+                # belongs to no letter (it would be a stray dot after the text), so the row ends before it
+                lifted = out_l[t - 1][:, 2] > 0.5 if t > 0 else torch.zeros_like(new)
                 lengths.masked_fill_(new, t + 1)
+                lengths.masked_fill_(new & lifted, t)
                 stopped |= new
                 done |= new
             new = guard_hit[t] & ~done
