@@ -10,7 +10,8 @@ attention window φ, κ, mixture parameters, or the transformer's cross-attentio
 Models it drives: any model with the writing interface, ``write_rows``
 (:class:`~handwriting.models.base.TextWriter`: character ids, one bias per row, a generator and an optional
 prime in; offsets in data units out) — Graves' synthesis network (bias as in Graves §5.4, priming as in
-§5.5), the cursive transformer (the bias sharpens the distribution: temperature = 1 / (1 + bias)) and the
+§5.5), the cursive transformer (the bias trims the unlikely tail of each token's distribution: min-p
+0.2 · bias / (1 + bias), :func:`~handwriting.models.transformer.bias_min_p`) and the
 MDN transformer.  ``wrap_text``, ``line_pieces``, ``join_pieces``, ``assemble_lines`` and ``layout_lines``
 are :mod:`handwriting.layout`'s, importable from here too.
 """

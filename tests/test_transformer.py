@@ -395,6 +395,31 @@ def test_sampling_draws_tokens_with_softmax_probabilities():
         assert torch.allclose(freq, logits[0].softmax(0), atol=0.012), (i, freq)
     top2 = torch.bincount(CursiveTransformer.pick(logits, 2, noise, 2), minlength=5).float() / 20000
     assert top2[[1, 2, 4]].sum() == 0 and abs(top2[0] - 1 / (1 + torch.e ** -1.0)) < 0.012  # top-k renormalises
+    # min-p 0.3 keeps p >= 0.3 p_max: e^2 vs e^1 (0.37) and e^0.5 (0.22): tokens 0 and 3, renormalised
+    kept = torch.bincount(CursiveTransformer.pick(logits, None, noise, 1, 0.3), minlength=5).float() / 20000
+    assert kept[[1, 2, 4]].sum() == 0 and abs(kept[0] - 1 / (1 + torch.e ** -1.0)) < 0.012
+
+
+def test_the_bias_is_min_p_truncation_at_temperature_one():
+    """write_rows turns the bias into min-p (bias_min_p), not a temperature: at bias 0 it samples the model as it
+    is; at bias b it draws exactly what generate(min_p=bias_min_p(b)) draws."""
+    from handwriting.models.transformer import MIN_P_CAP, bias_min_p
+
+    assert bias_min_p(0) == 0 and bias_min_p(1) == pytest.approx(0.1)
+    ps = [bias_min_p(b) for b in (0, 0.5, 1, 2, 5, 1e6)]
+    assert ps == sorted(ps) and ps[-1] < MIN_P_CAP
+    m = tiny(seed=3, vocab_size=PolarTokenizer().vocab_size)
+    m.config.tokenizer = PolarTokenizer().to_dict()
+    text, mask = texts()
+    for b in (0.0, 2.0):
+        rows = m.write_rows(text, mask, [b] * 3, torch.Generator().manual_seed(1), max_steps=30)
+        toks = m.generate(text, mask, max_new_tokens=30, min_p=bias_min_p(b), generator=torch.Generator().manual_seed(1))
+        ref = [m.tokenizer.decode(t) for t in toks]
+        for got, want in zip(rows.offsets, ref):
+            if len(want):
+                assert np.allclose(got[:, :2], want[:, :2]) and len(got) == len(want)
+    with pytest.raises(ValueError, match="min_p"):
+        m.generate(text, mask, min_p=1.0)
 
 
 def test_token_batches_pad_with_the_tokenizers_padding_id():

@@ -58,7 +58,7 @@ class TextWriter(Protocol):
         """Write every row of ``text_ids`` ``(B, U)`` (ids, 0 = padding; ``text_mask`` ``(B, U)`` bool marks
         the characters), all in one batch on the model's device, drawing from ``generator``.  ``bias`` holds
         one sampling bias per row (0: the model as trained; higher: neater — Graves §5.4 for the mixture
-        models, temperature ``1 / (1 + bias)`` for the token model).  ``prime`` continues a sample's style;
+        models, min-p truncation ``0.2 b / (1 + b)`` for the token model).  ``prime`` continues a sample's style;
         ``max_steps`` caps the steps per row (points, or tokens for the token model)."""
         ...
 

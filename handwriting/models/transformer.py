@@ -59,6 +59,8 @@ __all__ = [
     "TokenBatch",
     "TokenDataset",
     "collate_tokens",
+    "bias_min_p",
+    "MIN_P_CAP",
 ]
 
 # On CPUs, the fused attention kernel runs faster in float32 than in bfloat16 for the small head sizes used
@@ -72,6 +74,20 @@ CPU_ATTENTION_FP32 = True
 #: them over threads only adds synchronisation, and on a busy machine a descheduled helper thread stalls
 #: every operation (measured on a shared 2-core box: 3.6 ms vs 84 ms per token with 1 vs 2 threads).
 DECODE_THREADS = 1
+
+#: the most of the distribution the bias trims (min-p, as ``bias → ∞``); see :func:`bias_min_p`
+MIN_P_CAP = 0.2
+
+
+def bias_min_p(bias: float) -> float:
+    """The writing bias as min-p truncation: at every token, drop the tokens less likely than ``min_p`` times the
+    most likely one and sample the rest as the model says (temperature 1).  ``min_p = 0.2 b / (1 + b)``: 0 at
+    b = 0 (plain sampling), 0.1 at b = 1, never more than 0.2.  Not a temperature: bigbank's pen moves lie on a
+    coarse lattice, so the likeliest tokens are lattice moves (one-unit steps, straight down), and sharpening the
+    distribution draws ever more of them — shorter, upright strokes, lines that overrun the context — while
+    trimming the unlikely tail keeps the shape of what remains."""
+    b = float(bias)
+    return MIN_P_CAP * b / (1.0 + b)
 
 
 @contextlib.contextmanager
@@ -480,6 +496,7 @@ class CursiveTransformer(DecoderBase):
         return_attention: bool = False,
         zero_context: bool = False,
         min_new_tokens: int = 0,
+        min_p: float = 0.0,
     ):
         """Sample token sequences for a batch of texts.
 
@@ -488,7 +505,8 @@ class CursiveTransformer(DecoderBase):
         ``max_new_tokens`` (default and maximum: what fits into ``block_size``).  Self-attention keys/values
         are cached and the text's cross-attention keys/values computed once, so each new token costs one
         position's worth of work.  ``top_k`` keeps the k most likely tokens, ``temperature`` divides the
-        logits, ``greedy`` takes the most likely token.  ``prefix_tokens`` ``(P,)`` or ``(B, P)`` primes the
+        logits, ``min_p`` drops the tokens less likely than ``min_p`` times the most likely one (after the
+        temperature), ``greedy`` takes the most likely token.  ``prefix_tokens`` ``(P,)`` or ``(B, P)`` primes the
         model (``BOS`` is added if missing).  With ``return_attention=True`` returns ``(tokens, attention)``
         where attention is ``(B, layers, heads, L - 1, U)``: the cross-attention of every input position.
         ``zero_context=True`` is the paper's ablation (no text); ``min_new_tokens`` forbids ``END`` before that
@@ -498,14 +516,15 @@ class CursiveTransformer(DecoderBase):
         try:
             with decode_threads(next(self.parameters()).device):
                 return self._generate(text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
-                                      prefix_tokens, return_attention, zero_context, min_new_tokens)
+                                      prefix_tokens, return_attention, zero_context, min_new_tokens, min_p)
         finally:
             self.train(was_training)
 
     def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
                    max_steps: int | None = None) -> WrittenRows:
         """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`generate`: the bias
-        becomes the temperature ``1 / (1 + bias)`` (one :meth:`generate` call per distinct bias), the prime's
+        becomes min-p truncation at temperature 1 (:func:`bias_min_p`; one :meth:`generate` call per distinct
+        bias), the prime's
         tokens are the prefix (and its points are cut from the rows), ``max_steps`` caps the new tokens.  The
         internals are each row's ``tokens`` and cross-``attention``."""
         tok = self.tokenizer
@@ -519,13 +538,13 @@ class CursiveTransformer(DecoderBase):
             n_prime = len(tok.decode(ptoks))
             pids = prime.text_ids.to(text_ids.device)[None].expand(B, -1)
             text_ids, text_mask = concat_texts(pids, pids != 0, text_ids, text_mask)
-        by_bias: dict[float, list[int]] = {}  # one temperature per call: rows grouped by bias (usually one group)
+        by_bias: dict[float, list[int]] = {}  # one min-p per call: rows grouped by bias (usually one group)
         for r, b in enumerate(bias):
             by_bias.setdefault(float(b), []).append(r)
         results: dict[int, tuple] = {}
         for b, idx in by_bias.items():
             out = self.generate(
-                text_ids[idx], text_mask[idx], max_new_tokens=max_steps, temperature=1.0 / (1.0 + b),
+                text_ids[idx], text_mask[idx], max_new_tokens=max_steps, min_p=bias_min_p(b),
                 generator=generator, prefix_tokens=None if prefix is None else prefix[idx].to(device),
                 return_attention=internals,
             )  # fmt: skip
@@ -547,7 +566,7 @@ class CursiveTransformer(DecoderBase):
         return WrittenRows(seqs, stopped, extra)
 
     def _generate(self, text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
-                  prefix_tokens, return_attention, zero_context, min_new_tokens):
+                  prefix_tokens, return_attention, zero_context, min_new_tokens, min_p=0.0):
         device = next(self.parameters()).device
         text_ids = torch.as_tensor(text_ids, device=device)
         if text_ids.dim() == 1:
@@ -574,6 +593,8 @@ class CursiveTransformer(DecoderBase):
         out[:, :P] = prefix
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+        if not 0.0 <= min_p < 1.0:
+            raise ValueError(f"min_p must be in [0, 1), got {min_p}")
         context = self.prepare_context(text_ids, text_mask, zero_context)
         caches = self.new_caches(B, min(P + n_new, self.config.block_size), device)
         plan = None
@@ -604,7 +625,7 @@ class CursiveTransformer(DecoderBase):
                 logits[:, [PAD, BOS]] = float("-inf")
             if i < min_new_tokens:
                 logits[:, END] = float("-inf")
-            nxt = self.pick(logits, top_k, noise, i)
+            nxt = self.pick(logits, top_k, noise, i, min_p)
             cols[P + i].copy_(nxt)
             inp = nxt[:, None]
             if (i + 1) % check_every == 0 or i + 1 == n_new:  # only the tokens since the last look
@@ -631,12 +652,16 @@ class CursiveTransformer(DecoderBase):
         return out, attn
 
     @staticmethod
-    def pick(logits, top_k, noise, i):
+    def pick(logits, top_k, noise, i, min_p=0.0):
         """The next token of every row: argmax without ``noise`` (greedy), else a draw from softmax(logits)
-        by the Gumbel-max trick with pre-drawn noise (two operations per token instead of a CDF search)."""
+        by the Gumbel-max trick with pre-drawn noise (two operations per token instead of a CDF search);
+        ``top_k`` and ``min_p`` (p < min_p · p_max, i.e. logit < max logit + log min_p) remove tokens first."""
         if top_k is not None and 0 < top_k < logits.shape[-1]:
             kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
+        if min_p > 0:
+            floor = logits.amax(-1, keepdim=True) + math.log(min_p)
+            logits = logits.masked_fill(logits < floor, float("-inf"))
         if noise is None:
             return logits.argmax(-1)
         return (logits + noise[i]).argmax(-1)
