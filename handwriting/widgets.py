@@ -35,7 +35,8 @@ model: ``style_files=...`` (or a ``.style`` path in the *samples file* box) adds
 put in to the model picker, labelled ``base+name``, and a style picked there can still prime it.
 
 The bias slider runs over :data:`BIAS_STEPS` (finer near 0, where most of the change happens): 0 samples the
-model's distribution as it is, larger values sharpen it (Graves §5.4) and the writing becomes tidier.
+model's distribution as it is, larger values sharpen it (Graves §5.4; the cursive transformer trims its unlikely
+tokens instead, ``bias_min_p``) and the writing becomes tidier.
 """
 
 from __future__ import annotations
