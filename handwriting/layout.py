@@ -48,12 +48,20 @@ def wrap_text(text: str, max_line_chars: int) -> list[str]:
 def line_pieces(line: str, piece_chars: int) -> tuple[list[str], list[bool]]:
     """The pieces a model writes ``line`` in, one go each (at most ``piece_chars`` characters, cut at spaces
     where possible; the line itself when it fits), and for each boundary between two pieces whether a space
-    separates them (``False`` where a long word was cut)."""
+    separates them (``False`` where a long word was cut).
+
+    As few pieces as wrapping at ``piece_chars`` gives, made as even as the words allow: the pieces of a line
+    are written side by side in one batch, so the longest sets how long writing takes (a 25 + 4 split of 29
+    characters waits for the 25)."""
     if not line:
         return [], []
     if len(line) <= piece_chars:
         return [line], []
-    pieces = wrap_text(line, piece_chars)
+    greedy = wrap_text(line, piece_chars)
+    # no narrower than the longest word (that would cut it), nor than an even share (a break drops a space)
+    shortest = min(piece_chars, max(max(map(len, line.split())), -(-(len(line) - len(greedy) + 1) // len(greedy))))
+    pieces = next(p for width in range(shortest, piece_chars + 1)
+                  if len(p := wrap_text(line, width)) <= len(greedy))
     gaps, pos = [], 0
     for p in pieces[:-1]:
         pos = line.index(p, pos) + len(p)

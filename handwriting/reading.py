@@ -49,9 +49,14 @@ def best_candidates(reads: Sequence[str], texts: Sequence[str], candidates: int)
     return out
 
 
+_CACHE: dict[tuple, Any] = {}
+
+
 def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
     """The recognizer: a module (returned as is), a pretrained name (default ``recognizer-bigbank``) or a
-    checkpoint path.  Anything else than a recognizer (a generator, say) is refused with an :class:`EvaluateError`."""
+    checkpoint path.  Anything else than a recognizer (a generator, say) is refused with an :class:`EvaluateError`.
+    Loaded recognizers are cached by path and modification time, as :func:`~handwriting.generate.resolve_model`
+    caches generators (best-of-N decoding loads one for every ``write``)."""
     import torch
 
     from . import checkpoint as ckpt
@@ -75,8 +80,10 @@ def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
             f"no recognizer {name!r} ({weights} does not exist); train one with "
             "`handwriting train recognizer --out data/pretrained/recognizer-bigbank` or pass --recognizer PATH"
         )
-    model, _ = ckpt.load_model(weights, device=device)
-    return _check_recognizer(model, name)
+    key = (str(weights.resolve()), weights.stat().st_mtime_ns, device)
+    if key not in _CACHE:
+        _CACHE[key] = _check_recognizer(ckpt.load_model(weights, device=device)[0], name)
+    return _CACHE[key]
 
 
 def _check_recognizer(model, name: str):

@@ -13,7 +13,7 @@ One safetensors file (no pickle anywhere, so opening someone's style cannot run 
 under their ``state_dict`` names, and in the header's metadata, as JSON under ``"handwriting"``::
 
     {"format": "handwriting.style", "format_version": 1,
-     "base": {"name": "graves-synthesis-bigbank",   # the pretrained name (or checkpoint path) to load
+     "base": {"name": "graves-synthesis-hands",     # the pretrained name (or checkpoint path) to load
               "class": "SynthesisNetwork",
               "sha256": "18b1…",                     # SHA-256 of the base's weights file (null: not from a file)
               "tensors_sha256": "…"},                # SHA-256 of the base's state_dict (names, dtypes, shapes, bytes)

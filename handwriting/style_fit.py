@@ -31,7 +31,11 @@ from typing import Any, Callable, Sequence
 from .errors import ArgumentError, DataError, HandwritingError
 from .style_file import DEFAULT_TUNE, SUFFIX, TUNE_SETS, StyleError, StyleFile, base_fingerprint, read_style, texts_sha256, tuned_names
 
-__all__ = ["fit_style", "prepare_samples", "split_samples", "DEFAULTS", "EPILOG", "configure", "run"]
+__all__ = ["fit_style", "prepare_samples", "split_samples", "DEFAULT_BASE", "DEFAULTS", "EPILOG", "configure", "run"]
+
+#: the network a style is fitted to unless told otherwise: the one trained on many hands, whose style files
+#: read back better on held-out real hands than those of the one-hand default writer (README, "style files")
+DEFAULT_BASE = "graves-synthesis-hands"
 
 #: the fine-tuning recipe (chosen on the held-out writers 'backhand' and 'print': held-out NLL per point)
 DEFAULTS = {"lr": 3e-3, "batch_size": 16, "warmup": 20, "words_per_line": (1, 2), "clip_norm": 10.0,
@@ -127,7 +131,7 @@ def _valid_batches(samples: list, model, seed: int, batch_size: int = 32) -> lis
 
 def fit_style(
     samples: Sequence,
-    model: Any = "graves-synthesis-bigbank",
+    model: Any = DEFAULT_BASE,
     minutes: float | None = 5.0,
     steps: int | None = None,
     seed: int = 0,
@@ -187,7 +191,7 @@ def fit_style(
     if not all(hasattr(base, a) for a in ("window", "head", "lstms")) or getattr(base, "normalizer", None) is None:
         name = getattr(base, "pretrained_name", None) or type(base).__name__
         raise StyleError(f"fit_style: {name!r} is not a trained Graves synthesis network with a normaliser; style files "
-                         "fine-tune one (e.g. model='graves-synthesis-bigbank')")
+                         f"fine-tune one (e.g. model={DEFAULT_BASE!r})")
     if getattr(base, "style", None) is not None:
         raise StyleError(f"fit_style: {base.pretrained_name!r} already has a style applied; fit on its base model "
                          f"({base.style.base_name!r}) instead")
@@ -337,8 +341,8 @@ def configure(parser) -> None:
     fit.add_argument("--minutes", type=float, default=5.0, help="wall-time budget in minutes, loading included (default 5; "
                      "0: none); the fit usually ends earlier, when the held-out samples stop improving")
     fit.add_argument("--steps", type=int, default=None, help="stop after this many steps at the latest (default: no limit)")
-    fit.add_argument("--model", "-m", default="graves-synthesis-bigbank",
-                     help="the base model: a pretrained name or checkpoint path (default graves-synthesis-bigbank)")
+    fit.add_argument("--model", "-m", default=DEFAULT_BASE,
+                     help=f"the base model: a pretrained name or checkpoint path (default {DEFAULT_BASE})")
     fit.add_argument("--tune", choices=list(TUNE_SETS), default=DEFAULT_TUNE, help=f"which tensors to tune (default {DEFAULT_TUNE})")
     fit.add_argument("--lr", type=float, default=DEFAULTS["lr"], help=f"Adam's learning rate (default {DEFAULTS['lr']})")
     fit.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help=f"lines per step (default {DEFAULTS['batch_size']})")

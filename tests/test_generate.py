@@ -368,6 +368,12 @@ def test_line_pieces_and_join_pieces():
     assert line_pieces("ab ba abba", 5) == (["ab ba", "abba"], [True])
     assert line_pieces("abbaabba ab", 4) == (["abba", "abba", "ab"], [False, True])  # a cut word: no space
     assert line_pieces("", 4) == ([], [])
+    # as few pieces as wrapping gives, as even as the words allow (not 25 + 4: the batch waits for the longest)
+    assert line_pieces("the quick brown fox jumps over", 26) == (["the quick brown", "fox jumps over"], [True])
+    assert line_pieces("abcdefghij", 8) == (["abcdefgh", "ij"], [False])  # a word longer than a piece: cut where it must be
+    assert line_pieces("ab cd ef gh", 9) == (["ab cd", "ef gh"], [True])  # not "ab cd ef" + "gh"
+    assert line_pieces("abc def", 3) == (["abc", "def"], [True])  # the space at the break is not written
+    assert line_pieces("abcdefghijkl ab cd", 13) == (["abcdefghijkl", "ab cd"], [True])  # no word cut to even them
     # two level pieces (their least-squares lines are flat), 2 and 4 wide over 1 + 2 characters: a character is 2
     # wide, so the gap is 0.8 * 2; the second piece's middle (median y) is 0.5 lower, so it moves up by 0.5
     a = to_offsets(np.array([[0, 0, 0], [1, 1, 0], [2, 0, 1]], np.float32))

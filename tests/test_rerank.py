@@ -1,5 +1,7 @@
 """Best-of-N decoding: write(candidates=N) keeps, per piece, the version the reranker reads closest to the text."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -75,10 +77,27 @@ def test_reranked_legibility_with_another_scorer_reports_both(tmp_path):
     from handwriting.evaluate import legibility
     from handwriting.reading import load_recognizer
 
-    other = load_recognizer()
+    other = copy.deepcopy(load_recognizer())  # a copy: loaded recognizers are cached and shared
     with torch.no_grad():  # a different network: the same architecture with other weights
         for prm in other.parameters():
             prm.add_(0.01 * torch.randn_like(prm))
     ckpt.save_model(tmp_path / "other", other)
     r = legibility("graves-synthesis-tiny", n=4, bias=1, candidates=3, recognizer=str(tmp_path / "other"))
     assert r["candidates"] == 3 and r["reranker"] == "recognizer-bigbank" and r["n"] == 4
+
+
+def test_the_recognizer_is_loaded_once_and_reloaded_when_its_file_changes(tmp_path):
+    """Best-of-N reads with a recognizer on every write: it is cached like the generators, by path and mtime."""
+    import os
+
+    from handwriting import checkpoint as ckpt
+    from handwriting.reading import load_recognizer
+
+    assert load_recognizer() is load_recognizer("recognizer-bigbank")
+    ckpt.save_model(tmp_path / "mine", load_recognizer())
+    first = load_recognizer(str(tmp_path / "mine"))
+    assert load_recognizer(str(tmp_path / "mine")) is first
+    weights = tmp_path / "mine.safetensors"
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # the file was replaced
+    assert load_recognizer(str(tmp_path / "mine")) is not first

@@ -265,6 +265,24 @@ def test_style_commands(tmp_path, capsys):
     assert "no such style file" in capsys.readouterr().err
 
 
+def test_style_fit_defaults_to_the_many_hands_network_and_writes_with_it(tmp_path, capsys):
+    """Without --model a style is fitted to graves-synthesis-hands (its style files read back better on real
+    held-out hands than the one-hand writer's); `write --style` then loads that base although the default
+    writer is another network."""
+    from handwriting.pretrained import DEFAULT_MODEL
+    from handwriting.style_fit import DEFAULT_BASE
+
+    assert DEFAULT_BASE == "graves-synthesis-hands" != DEFAULT_MODEL
+    samples = tmp_path / "mine.json"
+    save_samples(samples, backhand(TRAIN[:4]))
+    out = tmp_path / "mine.style"
+    assert main(["style", "fit", str(samples), "-o", str(out), "--steps", "1", "--batch-size", "2"]) == 0
+    assert f"on {DEFAULT_BASE}" in capsys.readouterr().out
+    assert read_style(out).base_name == DEFAULT_BASE
+    svg = tmp_path / "w.svg"
+    assert main(["write", "so", "--style", str(out), "-o", str(svg), "--seed", "1"]) == 0 and svg.is_file()
+
+
 def test_the_panel_offers_style_files_as_models(saved, tmp_path):
     """A style file joins the panel's model picker (as base+name), from the constructor or the samples box; the
     panel then writes what write(style=...) writes, and a bad file is an error in the status line."""
