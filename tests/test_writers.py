@@ -152,3 +152,25 @@ def test_match_ink_brings_other_lines_to_the_words_size_and_density():
     assert writers.match_ink([], words) == []
     with pytest.raises(DataError, match="no words"):
         writers.match_ink([big], [])
+
+
+def test_real_share_sets_the_training_mix_and_only_there(bigbank_path, synthbank_path):
+    """`--real-share` is the share of training lines in restyled real ink (the rest by synthetic writers); the
+    validation lines keep the default mix, so validation NLLs stay comparable; other data or models refuse it."""
+    from handwriting.train import TrainError
+    from handwriting.train.command import DEFAULTS
+    from handwriting.train.recipes import build_training
+
+    opts = {**DEFAULTS, "model": "graves", "data": "hands", "bigbank": str(bigbank_path), "limit": 200, "steps": 1,
+            "lines": 40, "valid_lines": 16, "progress": False}
+    shares = {}
+    for share in (None, 1.0, 0.0):
+        _, train, valid, *_ = build_training({**opts, "real_share": share, "out": None})
+        tr, va = train.dataset.samples, valid.dataset.samples
+        shares[share] = [type(tr.style(i)).__name__ for i in range(40)]
+        assert va.real_share == 0.6 and tr.real_share == (0.6 if share is None else share)
+    assert set(shares[1.0]) == {"InkStyle"} and set(shares[0.0]) == {"WriterStyle"}
+    assert set(shares[None]) == {"InkStyle", "WriterStyle"}
+    for bad in ({"data": "bigbank"}, {"model": "transformer"}):
+        with pytest.raises(TrainError, match="--real-share is for Graves networks on --data hands"):
+            build_training({**opts, **bad, "real_share": 0.9, "out": None})

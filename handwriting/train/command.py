@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = dict(
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
     augment=False, downsample=None, end_marker=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, keep_checkpoints=False, log_every=10,
     num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True, overwrite=False, split_seed=None,
-    repeat_real=None,
+    repeat_real=None, real_share=None,
 )  # fmt: skip
 
 
@@ -73,6 +73,8 @@ def configure(parser) -> None:
     g.add_argument("--synthetic", type=int, metavar="N", help="words drawn by the synthetic writer for --data synthetic (default 2000) or added to the recognizer's bigbank words (default 6000)")
     g.add_argument("--limit", type=int, help="use only the first N samples of the data (quick experiments)")
     g.add_argument("--split-seed", type=int, help="recognizer: seed of the held-out word split (default 0, the generators' split)")
+    g.add_argument("--real-share", type=float, metavar="F", help="--data hands, Graves networks: the share of training lines in "
+                   "restyled real ink, the rest written by synthetic writers of every font (default 0.6; validation lines keep 0.6)")
     g.add_argument("--repeat-real", type=int, metavar="K", help="recognizer: augmented copies of each real training word (default 2)")
     g.add_argument("--augment", action="store_true", default=None, help="random shear/scale/rotation of the training data")
     g.add_argument("--downsample", type=float, metavar="F", help="Graves networks: drop this fraction of each stroke's interior points (default 0.65 for bigbank, as the cursive transformer does; else 0)")
@@ -191,6 +193,7 @@ def _check_options(opts: dict) -> None:
     need("seed", isinstance(opts.get("seed"), int) and 0 <= opts["seed"] < 2**63, "give a whole number in [0, 2**63)")
     finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
     need("valid_fraction", finite(opts.get("valid_fraction")) and 0 < opts["valid_fraction"] < 1, "give a share in (0, 1)")
+    need("real_share", finite(opts.get("real_share")) and 0 <= opts["real_share"] <= 1, "give a share in [0, 1]")
     need("downsample", finite(opts.get("downsample")) and 0 <= opts["downsample"] < 1,
          "give the share of each stroke's interior points to drop, in [0, 1)")
     for name in ("lr", "clip_norm"):
