@@ -7,7 +7,8 @@ Every ``RUN_DIR/stepN`` checkpoint (and ``--start``, the model a fine-tuning run
 training time) writes ``--n`` unseen random strings and ``--n`` everyday English phrases at ``--bias``, read by
 ``--recognizer`` (greedy).  The texts use ``--seed 1``, a *selection* draw: the README's legibility table uses
 seed 0, so choosing a checkpoint here does not tune the reported numbers.  Validation NLL (nats per point) is
-the one each checkpoint recorded on its own run's validation lines.  The x axis is the training wall time
+the one each checkpoint recorded on its own run's validation lines; ``--start`` is measured on those same lines
+(:func:`start_nll`: its own record is on its own run's, which may be other data).  The x axis is the training wall time
 recorded in the checkpoints (cumulative over ``--init`` pieces): on a shared 2-core machine it is wall time
 with other jobs running, an upper bound on what the run alone would take.
 """
@@ -34,6 +35,29 @@ def minutes(meta: dict) -> float:
     return total / 60
 
 
+def start_nll(run: Path, model) -> float:
+    """Validation NLL (nats per point) of ``model`` on ``run``'s own validation lines, built from the options the
+    run recorded (so a fine-tuning run's step 0 is on the same footing as its checkpoints)."""
+    import tempfile
+
+    import torch
+
+    from handwriting.notebook_utils import checkpoints as ckpts
+    from handwriting.train import Trainer
+    from handwriting.train.command import DEFAULTS
+    from handwriting.train.recipes import build_training
+
+    first = resolve_model(str(ckpts(run)[0][1])).meta["training"]["options"]
+    opts = {**DEFAULTS, **{k: v for k, v in first.items() if k in DEFAULTS}, "init": None, "progress": False,
+            "out": tempfile.mkdtemp(prefix="learning-curve-")}  # the trainer may log there; never the run's folder
+    if getattr(model.config, "block_size", None):
+        opts["block_size"] = model.config.block_size
+    net, train, valid, config, _, _ = build_training(opts)
+    net.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        return float(Trainer(net, train, valid, config).evaluate()["nll_per_point"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     ap.add_argument("run", type=Path)
@@ -50,8 +74,8 @@ def main(argv=None) -> int:
     todo = ([(0, args.start)] if args.start else []) + [(s, str(p)) for s, p in checkpoints(args.run)]
     for step, model in todo:
         meta = resolve_model(model).meta
-        row = {"step": step, "model": model, "minutes": round(minutes(meta), 1),
-               "valid_nll_per_point": (meta.get("metrics") or {}).get("nll_per_point")}
+        nll = start_nll(args.run, resolve_model(model)) if step == 0 else (meta.get("metrics") or {}).get("nll_per_point")
+        row = {"step": step, "model": model, "minutes": round(minutes(meta), 1), "valid_nll_per_point": nll}
         for kind in ("random", "english"):
             r = evaluate.legibility(model, bias=args.bias, n=args.n, seed=args.seed, texts=kind, recognizer=args.recognizer)
             row[f"cer_{kind}"] = r["cer"]

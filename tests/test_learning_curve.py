@@ -1,0 +1,34 @@
+"""scripts/learning_curve.py: the model a run started from is measured on the run's own validation lines."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from learning_curve import start_nll  # noqa: E402
+
+from handwriting.cli import main  # noqa: E402
+from handwriting.generate import resolve_model  # noqa: E402
+
+
+def test_start_nll_of_a_checkpoint_is_what_its_run_recorded(tmp_path):
+    """Rebuilding the run's validation lines from its recorded options gives, for a checkpoint of that run, the
+    NLL the run itself measured — so a --start model is scored on the same lines as the run's checkpoints."""
+    out = tmp_path / "run"
+    argv = ["train", "graves", "--data", "synthetic", "--steps", "2", "--size", "tiny", "--synthetic", "24",
+            "--batch-size", "4", "--out", str(out), "--eval-every", "2", "--checkpoint-every", "2",
+            "--keep-checkpoints", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    step2 = resolve_model(str(out / "step2"))
+    assert start_nll(out, step2) == pytest.approx(step2.meta["metrics"]["nll_per_point"], rel=1e-5)
+    other = copy.deepcopy(step2)  # another network of the same architecture: another number
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    assert start_nll(out, other) != pytest.approx(step2.meta["metrics"]["nll_per_point"], rel=1e-3)
