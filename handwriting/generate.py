@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import ArgumentError, DataError, HandwritingError
 from .layout import assemble_lines, join_pieces, layout_lines, line_pieces, wrap_text
-from .strokes import Sample, check_offsets, downsample, pen_spacing
+from .strokes import Sample, check_offsets, downsample
 
 __all__ = ["Written", "write", "resolve_model", "wrap_text", "line_pieces", "join_pieces", "assemble_lines",
            "layout_lines", "check_number", "check_seed", "MAX_SEED", "configure", "run", "EPILOG"]
@@ -263,17 +263,7 @@ def match_point_density(offsets: np.ndarray, text: str, model) -> np.ndarray:
     """Thin a priming sample that is sampled more densely than the model's training data (a canvas drawing,
     raw bigbank, the synthetic writer) by dropping evenly spaced interior points of its strokes: a model
     primed with 3× too many points per character continues as if writing 3× slower and often stops at once.
-    Samples that are already as sparse as the training data are returned unchanged.
-
-    Models that recorded their training data's pen spacing (``training.pen_spacing``: the many-hands network,
-    whose hands put very different amounts of ink into a letter) are matched on that — the path per point —
-    so that a print prime keeps the fewer points per character its hand has; others on points per character."""
-    spacing = ((getattr(model, "meta", None) or {}).get("training") or {}).get("pen_spacing")
-    if spacing:
-        have = pen_spacing([offsets])
-        if not have or have >= spacing / 1.3:
-            return offsets
-        return downsample(offsets, min(0.9, 1.0 - have / float(spacing)))
+    Samples that are already as sparse as the training data are returned unchanged."""
     target = model_points_per_char(model)
     chars = len(text.replace(" ", ""))
     if not target or chars == 0:

@@ -38,7 +38,6 @@ __all__ = [
     "stroke_slices",
     "bounds",
     "resample",
-    "pen_spacing",
     "downsample",
     "denoise",
     "align",
@@ -234,14 +233,6 @@ def resample(offsets: np.ndarray, spacing: float) -> np.ndarray:
         # np.interp needs strictly increasing xp only loosely (ties are fine)
         out.append(np.stack([np.interp(t, arc, s[:, 0]), np.interp(t, arc, s[:, 1])], axis=1))
     return from_strokes(out)
-
-
-def pen_spacing(sequences: Sequence[np.ndarray]) -> float:
-    """How densely the pen was sampled: the pen-down path per point over all of ``sequences`` ((N, 3) offsets),
-    in their units (0.0 for none).  Unlike points per character it does not depend on how much ink a hand puts
-    into a letter (print letters have about half as much as cursive ones)."""
-    arc = sum(float(np.linalg.norm(o[1:, :2], axis=1)[o[:-1, 2] < 0.5].sum()) for o in sequences)
-    return arc / max(sum(len(o) for o in sequences), 1)
 
 
 def downsample(offsets: np.ndarray, remove: float, rng: np.random.Generator | None = None) -> np.ndarray:

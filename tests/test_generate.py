@@ -361,30 +361,6 @@ def test_a_dense_prime_is_thinned_to_the_models_point_density():
     assert match_point_density(sparse, "abcd", model) is sparse  # already sparse enough: untouched
 
 
-def test_a_model_that_recorded_its_pen_spacing_thins_primes_to_that_spacing_whatever_the_hand():
-    """The many-hands network records the path per point it was trained at: a prime is thinned to that spacing,
-    so a hand with little ink per letter keeps its few points per character (points per character would make it
-    as dense as cursive: twice too dense for print)."""
-    from handwriting.generate import match_point_density
-    from handwriting.models.graves import GravesConfig, SynthesisNetwork
-    from handwriting import strokes as S
-
-    model = SynthesisNetwork(GravesConfig(alphabet_size=5, hidden=8, layers=1, kappa_scale=0.05))
-    model.meta = {"training": {"pen_spacing": 0.03}}
-    for length in (1.0, 2.0):  # the same letters with half and all the ink: one spacing, not one density
-        t = np.linspace(0, length, 301)
-        pts = np.stack([t, np.zeros_like(t), np.zeros_like(t)], 1)
-        pts[-1, 2] = 1
-        dense = S.to_offsets(pts).astype(np.float32)  # 0.0033 per point (pen_spacing counts every point)
-        thin = match_point_density(dense, "abcd", model)
-        assert S.pen_spacing([thin]) == pytest.approx(0.03, rel=0.15)
-        assert len(thin) == pytest.approx(length / 0.03, rel=0.15)
-    t = np.linspace(0, 2.0, 75)
-    sparse = S.to_offsets(np.stack([t, np.zeros_like(t), np.r_[np.zeros(74), 1.0]], 1)).astype(np.float32)
-    assert S.pen_spacing([sparse]) > 0.03 / 1.3  # already about as sparse as the training data: untouched
-    assert match_point_density(sparse, "abcd", model) is sparse
-
-
 def test_line_pieces_and_join_pieces():
     from handwriting.generate import join_pieces, line_pieces
 

@@ -23,7 +23,6 @@ from handwriting.strokes import (
     downsample,
     drop_points,
     from_strokes,
-    pen_spacing,
     resample,
     rotate,
     scale,
@@ -457,11 +456,3 @@ def test_stitch_shares_a_baseline_and_rejects_nothing_to_stitch():
     assert np.ptp(bases) < 1e-4
     with pytest.raises(ValueError, match="no samples"):
         stitch([])
-
-
-def test_pen_spacing_is_the_pen_down_path_per_point():
-    # moves of length 1, 1, (a jump after a lift: not ink), 2 over 5 points
-    off = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 1], [5, 5, 0], [0, 2, 1]], np.float32)
-    assert pen_spacing([off]) == pytest.approx(4 / 5)
-    assert pen_spacing([off, off]) == pytest.approx(8 / 10)
-    assert pen_spacing([]) == 0.0

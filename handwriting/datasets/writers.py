@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..strokes import Sample, from_strokes, pen_spacing, resample, to_strokes
+from ..strokes import Sample, from_strokes, to_strokes
 from .synthetic import FONTS, WRITERS, WriterStyle, _write
 from .torch_data import StitchedLines
 
@@ -208,7 +208,7 @@ def match_ink(lines: Sequence[Sample], words: Sequence[Sample]) -> list[Sample]:
     scaled so that their median width per character is the words' and resampled at the arc-length spacing that
     gives them the words' mean points per character.  Each keeps its own hand (slant, proportions, joins); its
     source becomes ``LINE_SOURCE + source``, which :class:`ManyHands` keeps as a line of its own."""
-    from ..strokes import scale
+    from ..strokes import resample, scale
 
     lines = [s for s in lines if len(s.offsets) > 1 and s.text.strip()]
     if not lines:
@@ -217,7 +217,8 @@ def match_ink(lines: Sequence[Sample], words: Sequence[Sample]) -> list[Sample]:
         raise DataError("match_ink: no words to match the lines' ink to")
     width = float(np.median([_width_per_char(s) for s in words])) / max(
         float(np.median([_width_per_char(s) for s in lines])), 1e-9)
-    spacing = pen_spacing([s.offsets for s in words])
+    arc = sum(float(np.linalg.norm(s.offsets[1:, :2], axis=1)[s.offsets[:-1, 2] < 0.5].sum()) for s in words)
+    spacing = arc / max(sum(len(s.offsets) for s in words), 1)  # pen-down path per point
     out = []
     for s in lines:
         off = resample(scale(s.offsets, width), spacing)
@@ -235,15 +236,9 @@ def split_lines(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
 class ManyHands(torch.utils.data.Dataset):
     """``num_lines`` training lines, each in one hand: a line of ``words`` (stitched as :class:`StitchedLines`
     does) restyled by a random :class:`InkStyle` (share ``real_share``), or the same line's text written by a
-    random synthetic writer of any font (the rest), resampled at the words' pen spacing (:func:`~handwriting.strokes.pen_spacing`);
-    then every line of ``lines`` (real lines of other writers, :func:`match_ink`) as it is.  Line ``i`` depends
-    only on ``(seed, i)``; no line is in a held-out hand.  ``lengths`` approximates the points per line (for
-    bucketing).
-
-    Why resample: the synthetic writer draws 19–44 points per character, bigbank's writer ~59.  Thinned alike
-    for training, a font hand would be learnt at a third to two thirds of real ink's density — while a prime in
-    such a hand is thinned to the model's one density (:func:`~handwriting.generate.match_point_density`), so
-    the window would read it at the wrong pace."""
+    random synthetic writer of any font (the rest); then every line of ``lines`` (real lines of other writers,
+    :func:`match_ink`) as it is.  Line ``i`` depends only on ``(seed, i)``; no line is in a held-out hand.
+    ``lengths`` approximates the points per line (for bucketing)."""
 
     def __init__(self, words: Sequence[Sample], words_per_line=(1, 3), num_lines: int = 20000, seed: int = 0,
                  real_share: float = 0.6, max_chars: int | None = None, lines: Sequence[Sample] = ()):
@@ -252,7 +247,6 @@ class ManyHands(torch.utils.data.Dataset):
         self.lines = StitchedLines(words, words_per_line, num_lines=num_lines, seed=seed, max_chars=max_chars)
         self.seed, self.real_share = int(seed), float(real_share)
         self.real_lines = list(lines)
-        self.spacing = pen_spacing([s.offsets for s in words]) or None
         self.lengths = np.concatenate([np.asarray(self.lines.lengths),
                                        np.array([len(s.offsets) for s in self.real_lines], dtype=np.int64)])
 
@@ -274,8 +268,7 @@ class ManyHands(torch.utils.data.Dataset):
         if isinstance(style, InkStyle):
             return style.apply(line)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed & 0xFFFFFFFF, index, 0x5E7]))
-        out = _write(style, line.text, rng, "replace", "?", f"ManyHands line {index}", f"synthetic:{style.name}")
-        return out.replace(offsets=resample(out.offsets, self.spacing).astype(np.float32)) if self.spacing else out
+        return _write(style, line.text, rng, "replace", "?", f"ManyHands line {index}", f"synthetic:{style.name}")
 
 
 def with_name(style: InkStyle, name: str) -> InkStyle:

@@ -203,15 +203,6 @@ def _points_per_char(samples, keep: float = 1.0, n: int = 500) -> float | None:
     return round(keep * pts / chars, 2) if chars else None
 
 
-def _pen_spacing(items, down: float | None, n: int = 200) -> float | None:
-    """The pen-down path per point (data units) of the first ``n`` training items as the network sees them
-    (thinned by ``down``): recorded with the model so that a prime in any hand can be thinned to it."""
-    from ..strokes import downsample, pen_spacing
-
-    seqs = [items[i].offsets for i in range(min(n, len(items)))]
-    return round(pen_spacing([downsample(o, down) if down else o for o in seqs]), 6) or None
-
-
 def _kappa_scale(ds, n: int = 200) -> float:
     """Characters per point over the first ``n`` items (Graves' window then starts near the right pace)."""
     items = [ds[i] for i in range(min(n, len(ds)))]
@@ -266,8 +257,7 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
     bs, workers = int(opts["batch_size"]), int(opts["num_workers"])
     train_loader = make_loader(train_ds, bs, num_workers=workers, seed=seed)
     valid_loader = make_loader(valid_ds, bs, shuffle=False)
-    info.update(words_per_line=wpl, train_items=len(train_ds), valid_items=len(valid_ds), downsample=down,
-                pen_spacing=_pen_spacing(train_items, down))
+    info.update(words_per_line=wpl, train_items=len(train_ds), valid_items=len(valid_ds), downsample=down)
     texts = [t for t in SAMPLE_TEXTS if all(c in alphabet for c in t)] or [alphabet.chars[:12]]
     sample_fn = text_sample_fn(texts) if kind == "graves" else prediction_sample_fn()
     return model, train_loader, valid_loader, {"alphabet": alphabet, "normalizer": train_ds.normalizer}, sample_fn
