@@ -32,3 +32,24 @@ def test_start_nll_of_a_checkpoint_is_what_its_run_recorded(tmp_path):
         for p in other.parameters():
             p.add_(0.1 * torch.randn_like(p))
     assert start_nll(out, other) != pytest.approx(step2.meta["metrics"]["nll_per_point"], rel=1e-3)
+
+
+def test_averaged_checkpoints_hold_the_mean_of_their_weights(tmp_path):
+    """scripts/average_checkpoints.py: every floating-point tensor is the element-wise mean of the checkpoints',
+    and the output records which checkpoints (by weights SHA-256) it averages."""
+    from average_checkpoints import main as average_main
+
+    from handwriting import checkpoint as ckpt
+
+    out = tmp_path / "run"
+    argv = ["train", "graves", "--data", "synthetic", "--steps", "4", "--size", "tiny", "--synthetic", "24",
+            "--batch-size", "4", "--out", str(out), "--eval-every", "2", "--checkpoint-every", "2",
+            "--keep-checkpoints", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert average_main([str(out), "--steps", "2", "4", "-o", str(tmp_path / "avg")]) == 0
+    a, b = (resolve_model(str(out / f"step{s}")).state_dict() for s in (2, 4))
+    avg, meta = ckpt.load_model(tmp_path / "avg")
+    for k, v in avg.state_dict().items():
+        torch.testing.assert_close(v, (a[k] + b[k]) / 2 if v.is_floating_point() else b[k])
+    assert [d["sha256"] for d in meta["training"]["averaged_from"]] == [
+        ckpt.read_meta(out / f"step{s}")["weights"]["sha256"] for s in (2, 4)]
