@@ -525,6 +525,22 @@ def _build(cls: type, cfg: Any, tensors: dict[str, torch.Tensor], where: Path, w
     return make()
 
 
+#: models loaded by :func:`cached_load`, by (kind, resolved path, modification time, device)
+LOADED: dict[tuple, Any] = {}
+
+
+def cached_load(kind: str, weights: str | os.PathLike, device: str, load) -> Any:
+    """``load()``'s result, kept by ``kind``, the resolved path and modification time of ``weights`` and
+    ``device``: one object per file and device however often it is asked for (a writer, a reranker called on
+    every ``write``), loaded again once the file changes.  Callers that change a model in place must copy it
+    first.  ``LOADED.clear()`` forgets them all."""
+    w = Path(weights)
+    key = (kind, str(w.resolve()), w.stat().st_mtime_ns if w.is_file() else 0, str(device))
+    if key not in LOADED:
+        LOADED[key] = load()
+    return LOADED[key]
+
+
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True
 ) -> tuple[torch.nn.Module, dict]:

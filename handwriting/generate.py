@@ -100,9 +100,6 @@ def check_seed(name: str, seed: Any) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # models
 
-_CACHE: dict[tuple, Any] = {}
-
-
 def resolve_model(model: Any = None, device: str | None = None):
     """``None`` → the default pretrained model; a name → :func:`~handwriting.pretrained.load_pretrained`;
     a path (``runs/x/best``, ``.safetensors`` or ``.json``) → :func:`~handwriting.checkpoint.load_model`;
@@ -124,10 +121,7 @@ def resolve_model(model: Any = None, device: str | None = None):
     if is_path:
         if not weights.is_file():
             raise ckpt.CheckpointError(f"{weights}: no such checkpoint; train one with `handwriting train ...` or fix the path")
-        key = ("path", str(weights.resolve()), weights.stat().st_mtime_ns, device)
-        if key not in _CACHE:
-            _CACHE[key] = ckpt.load_model(weights, device=device)[0]
-        return _CACHE[key]
+        return ckpt.cached_load("model", weights, device, lambda: ckpt.load_model(weights, device=device)[0])
     try:
         w = pretrained.find_pretrained(name)
     except pretrained.PretrainedError as exc:
@@ -136,10 +130,7 @@ def resolve_model(model: Any = None, device: str | None = None):
                 f"write() with no model uses the pretrained model {name!r}, which is not installed. {exc}"
             ) from None
         raise
-    key = ("pretrained", str(w.resolve()), w.stat().st_mtime_ns if w.is_file() else 0, device)
-    if key not in _CACHE:
-        _CACHE[key] = pretrained.load_pretrained(name, device=device)
-    return _CACHE[key]
+    return ckpt.cached_load("pretrained", w, device, lambda: pretrained.load_pretrained(name, device=device))
 
 
 def _styled_model(style: Any, model: Any, device: str | None):

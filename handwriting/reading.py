@@ -49,9 +49,6 @@ def best_candidates(reads: Sequence[str], texts: Sequence[str], candidates: int)
     return out
 
 
-_CACHE: dict[tuple, Any] = {}
-
-
 def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
     """The recognizer: a module (returned as is), a pretrained name (default ``recognizer-bigbank``) or a
     checkpoint path.  Anything else than a recognizer (a generator, say) is refused with an :class:`EvaluateError`.
@@ -80,10 +77,8 @@ def load_recognizer(name_or_path: Any = None, device: str = "cpu"):
             f"no recognizer {name!r} ({weights} does not exist); train one with "
             "`handwriting train recognizer --out data/pretrained/recognizer-bigbank` or pass --recognizer PATH"
         )
-    key = (str(weights.resolve()), weights.stat().st_mtime_ns, device)
-    if key not in _CACHE:
-        _CACHE[key] = _check_recognizer(ckpt.load_model(weights, device=device)[0], name)
-    return _CACHE[key]
+    return ckpt.cached_load("recognizer", weights, device,
+                            lambda: _check_recognizer(ckpt.load_model(weights, device=device)[0], name))
 
 
 def _check_recognizer(model, name: str):

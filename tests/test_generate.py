@@ -44,7 +44,7 @@ def pretrained_dir(tmp_path, monkeypatch):
     d = tmp_path / "pretrained"
     ckpt.save_model(d / "tiny", tiny_synthesis(), {"metrics": {"nll_per_sequence": -12.5, "nll_per_point": -0.5}, "training": {"steps": 7}})
     monkeypatch.setenv("HANDWRITING_PRETRAINED", str(d))
-    generate._CACHE.clear()
+    ckpt.LOADED.clear()
     return d
 
 
@@ -258,7 +258,7 @@ def test_transformer_lines_are_wrapped_to_what_fits_in_its_context():
 def test_default_model_missing_says_how_to_get_one(tmp_path, monkeypatch, model):
     monkeypatch.setenv("HANDWRITING_PRETRAINED", str(tmp_path / "empty"))
     monkeypatch.setattr(pretrained, "REPO_DIR", tmp_path / "nothing")
-    generate._CACHE.clear()
+    ckpt.LOADED.clear()
     with pytest.raises(pretrained.PretrainedError) as e:
         write("hello")
     msg = str(e.value)

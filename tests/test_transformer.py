@@ -201,6 +201,86 @@ def test_end_stops_each_row():
     assert ended >= 1 and out.shape[1] <= 41
 
 
+def test_attention_says_end_on_constructed_attention():
+    """Rows end where the heads of every block but the first put more than the share on the end marker."""
+    from handwriting.models.transformer import attention_says_end
+
+    B, H, U = 3, 2, 4
+    first = torch.zeros(B, H, U)
+    first[..., 3] = 1.0  # the first block looks at column 3 in every row: ignored
+    later = torch.full((B, H, U), 0.1)
+    later[0, :, 3] = 0.7  # row 0: 0.7 on column 3, its marker
+    later[1, 0, 1], later[1, 1, 1] = 0.9, 0.5  # row 1: 0.7 on average on column 1, its marker
+    later[2, :, 1] = 0.7  # row 2: 0.7 on column 1, but its marker is column 2
+    end_pos = torch.tensor([3, 1, 2])
+    assert attention_says_end([first, later], end_pos, 0.6).tolist() == [True, True, False]
+    assert attention_says_end([first, later], end_pos, 0.75).tolist() == [False, False, False]
+    # the average over the later blocks decides: one block at 0.1 pulls row 0 down to 0.4
+    assert attention_says_end([first, later, torch.full((B, H, U), 0.1)], end_pos, 0.6).tolist() == [False] * 3
+    assert attention_says_end([later], end_pos, 0.6).tolist() == [True, True, False]  # one block: itself
+
+
+def _polar_tiny(seed, end_marker=True):
+    tok = PolarTokenizer()
+    m = tiny(seed=seed, vocab_size=tok.vocab_size, block_size=64, end_marker=end_marker)
+    m.config.tokenizer = tok.to_dict()
+    return m, tok
+
+
+@pytest.mark.parametrize("return_attention", [False, True])
+def test_end_attention_ends_rows_at_their_first_pen_lift_once_the_marker_is_watched(return_attention):
+    """share −1 (always past the end): each row ends right after the first pen-lifting point it draws itself,
+    with the same tokens before it as without the rule (same noise); share 2 (never): no change at all.  The
+    fast path and the path that returns the attention maps agree."""
+    m, tok = _polar_tiny(seed=4)
+    text, mask = texts()
+    kw = dict(max_new_tokens=60, min_new_tokens=0, temperature=1.0, return_attention=return_attention)
+
+    def gen(**extra):
+        out = m.generate(text, mask, generator=torch.Generator().manual_seed(3), **kw, **extra)
+        return out[0] if return_attention else out
+
+    plain, never, always = gen(), gen(end_attention=2.0), gen(end_attention=-1.0)
+    assert torch.equal(plain, never)
+    pen_up = tok.r_offset + tok.n_r
+    checked = 0
+    for p, a in zip(plain, always):
+        row = p.tolist()
+        drawn = row[1 : row.index(END)] if END in row else row[1:]  # after BOS, up to the model's own END
+        stop = next((i + 1 for i, t in enumerate(drawn) if t >= pen_up), None)
+        if stop is None or stop + 1 >= len(a):
+            continue
+        checked += 1
+        assert torch.equal(a[: stop + 1], p[: stop + 1]) and a[stop + 1] == END
+        assert a[stop + 2 :].eq(PAD).all()
+    assert checked >= 1
+    # min_new_tokens still forbids END
+    early = m.generate(text, mask, generator=torch.Generator().manual_seed(3), max_new_tokens=20, min_new_tokens=20,
+                       end_attention=-1.0)
+    assert not (early[:, 1:] == END).any()
+    # a model without the marker has nothing to watch: the rule changes nothing
+    unmarked, _ = _polar_tiny(seed=4, end_marker=False)
+    a = unmarked.generate(text, mask, generator=torch.Generator().manual_seed(3), max_new_tokens=40)
+    b = unmarked.generate(text, mask, generator=torch.Generator().manual_seed(3), max_new_tokens=40, end_attention=-1.0)
+    assert torch.equal(a, b)
+
+
+def test_writing_watches_the_end_marker():
+    """write_rows draws exactly what generate(min_p=..., end_attention=END_ATTENTION) draws."""
+    from handwriting.models.transformer import END_ATTENTION, bias_min_p
+
+    m, tok = _polar_tiny(seed=6)
+    text, mask = texts()
+    rows = m.write_rows(text, mask, [1.0] * 3, torch.Generator().manual_seed(2), max_steps=50)
+    toks = m.generate(text, mask, max_new_tokens=50, min_p=bias_min_p(1.0), end_attention=END_ATTENTION,
+                      generator=torch.Generator().manual_seed(2))
+    for got, t in zip(rows.offsets, toks):
+        want = tok.decode(t)
+        if len(want):
+            assert len(got) == len(want) and np.allclose(got[:, :2], want[:, :2])
+    assert rows.stopped == [bool((t == END).any()) for t in toks]
+
+
 def test_training_step_contract_and_padding():
     m = tiny().train()
     text, mask = texts()

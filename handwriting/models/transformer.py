@@ -60,6 +60,8 @@ __all__ = [
     "TokenDataset",
     "collate_tokens",
     "bias_min_p",
+    "attention_says_end",
+    "END_ATTENTION",
     "MIN_P_CAP",
 ]
 
@@ -88,6 +90,25 @@ def bias_min_p(bias: float) -> float:
     trimming the unlikely tail keeps the shape of what remains."""
     b = float(bias)
     return MIN_P_CAP * b / (1.0 + b)
+
+
+#: a row ends at a pen lift once its cross-attention puts more than this share on the end marker
+#: (:func:`attention_says_end`; chosen on the selection draw, seed 1, of ``handwriting evaluate legibility``)
+END_ATTENTION = 0.6
+
+
+def attention_says_end(attention: list, end_pos: torch.Tensor, share: float) -> torch.Tensor:
+    """Rows ``(B,)`` bool whose cross-attention — ``attention``: one ``(B, heads, characters)`` tensor per block,
+    for the newest position — averaged over the heads and over every block but the first puts more than ``share``
+    on the character at ``end_pos`` ``(B,)`` (the end marker).  The first block is left out: it sees only the
+    newest token, not the place in the text, so its attention is spread over the whole text.
+
+    This is the cursive transformer's version of Graves' stopping rule (§5.3: stop once the window has moved past
+    the last character): a model that has learnt the end marker looks at it when the text is written, but may
+    still go on drawing strokes after it."""
+    layers = attention[1:] if len(attention) > 1 else attention
+    a = torch.stack(layers).float().mean((0, 2))  # (B, characters)
+    return a.gather(1, end_pos[:, None].long())[:, 0] > share
 
 
 @contextlib.contextmanager
@@ -497,6 +518,7 @@ class CursiveTransformer(DecoderBase):
         zero_context: bool = False,
         min_new_tokens: int = 0,
         min_p: float = 0.0,
+        end_attention: float | None = None,
     ):
         """Sample token sequences for a batch of texts.
 
@@ -510,13 +532,16 @@ class CursiveTransformer(DecoderBase):
         model (``BOS`` is added if missing).  With ``return_attention=True`` returns ``(tokens, attention)``
         where attention is ``(B, layers, heads, L - 1, U)``: the cross-attention of every input position.
         ``zero_context=True`` is the paper's ablation (no text); ``min_new_tokens`` forbids ``END`` before that
-        many new tokens."""
+        many new tokens.  ``end_attention`` (a model with an end marker; :data:`END_ATTENTION` when writing)
+        ends a row with ``END`` after a point that lifts the pen once the row's cross-attention puts more than that
+        share on the end marker (:func:`attention_says_end`)."""
         was_training = self.training
         self.eval()
         try:
             with decode_threads(next(self.parameters()).device):
                 return self._generate(text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
-                                      prefix_tokens, return_attention, zero_context, min_new_tokens, min_p)
+                                      prefix_tokens, return_attention, zero_context, min_new_tokens, min_p,
+                                      end_attention)
         finally:
             self.train(was_training)
 
@@ -524,9 +549,9 @@ class CursiveTransformer(DecoderBase):
                    max_steps: int | None = None) -> WrittenRows:
         """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`generate`: the bias
         becomes min-p truncation at temperature 1 (:func:`bias_min_p`; one :meth:`generate` call per distinct
-        bias), the prime's
-        tokens are the prefix (and its points are cut from the rows), ``max_steps`` caps the new tokens.  The
-        internals are each row's ``tokens`` and cross-``attention``."""
+        bias), a row ends at a pen lift once its attention is on the end marker (:data:`END_ATTENTION`), the
+        prime's tokens are the prefix (and its points are cut from the rows), ``max_steps`` caps the new tokens.
+        The internals are each row's ``tokens`` and cross-``attention``."""
         tok = self.tokenizer
         if tok is None:
             raise DataError("this cursive transformer has no tokenizer (config.tokenizer); load it from a checkpoint")
@@ -545,6 +570,7 @@ class CursiveTransformer(DecoderBase):
         for b, idx in by_bias.items():
             out = self.generate(
                 text_ids[idx], text_mask[idx], max_new_tokens=max_steps, min_p=bias_min_p(b),
+                end_attention=END_ATTENTION,
                 generator=generator, prefix_tokens=None if prefix is None else prefix[idx].to(device),
                 return_attention=internals,
             )  # fmt: skip
@@ -566,7 +592,7 @@ class CursiveTransformer(DecoderBase):
         return WrittenRows(seqs, stopped, extra)
 
     def _generate(self, text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
-                  prefix_tokens, return_attention, zero_context, min_new_tokens, min_p=0.0):
+                  prefix_tokens, return_attention, zero_context, min_new_tokens, min_p=0.0, end_attention=None):
         device = next(self.parameters()).device
         text_ids = torch.as_tensor(text_ids, device=device)
         if text_ids.dim() == 1:
@@ -607,6 +633,14 @@ class CursiveTransformer(DecoderBase):
             b[..., [PAD, BOS]] = float("-inf")  # never sampled: folded into the head's bias
             plan.head = (wt, b)
         weights = [] if return_attention else None
+        watch = bool(end_attention) and context is not None and self.text.end_marker and self.tokenizer is not None
+        if watch:
+            if plan is not None:
+                plan.keep_attention = True
+            end_pos = context.mask[:, 0, 0].sum(1) - 1  # the marker follows the valid characters
+            pen_up = self.tokenizer.r_offset + self.tokenizer.n_r  # this token and above: the pen lifts after it
+            only_end = torch.full((1, self.config.vocab_size), float("-inf"), device=device)
+            only_end[0, END] = 0.0
         noise = GumbelNoise(B, self.config.vocab_size, n_new, generator, device) if not greedy else None
         cols = out.unbind(1)
         check_every = 8 if device.type == "cpu" else 32  # how often to look whether every row has ended
@@ -625,6 +659,10 @@ class CursiveTransformer(DecoderBase):
                 logits[:, [PAD, BOS]] = float("-inf")
             if i < min_new_tokens:
                 logits[:, END] = float("-inf")
+            elif watch and i > 0:  # from the first token the model drew itself (i = 0 reads the prefix)
+                attention = plan.cross_attention if weights is None else [a[:, :, -1] for a in w]
+                ends = attention_says_end(attention, end_pos, end_attention) & (inp[:, 0] >= pen_up)
+                logits = torch.where(ends[:, None], only_end, logits)  # no host sync: fine on a GPU
             nxt = self.pick(logits, top_k, noise, i, min_p)
             cols[P + i].copy_(nxt)
             inp = nxt[:, None]

@@ -81,7 +81,10 @@ class DecodePlan:
 
     Built from the current weights by :meth:`CursiveTransformer.decode_plan` (and by the MDN transformer);
     :meth:`run` returns the final features, normalised without the final LayerNorm's affine (fold that into
-    the head with :func:`fold_layer_norm`)."""
+    the head with :func:`fold_layer_norm`).  With ``keep_attention`` set, every :meth:`run` keeps each
+    block's cross-attention ``(B, heads, characters)`` in ``cross_attention``."""
+
+    keep_attention = False
 
     def __init__(self, blocks, context, final_ln: nn.LayerNorm):
         # context: a transformer.TextContext (its kv and mask) or None
@@ -131,6 +134,8 @@ class DecodePlan:
         ``caches``; returns plain-normalised features."""
         B, C = x.shape
         ln = torch.layer_norm  # the C binding: a little less overhead per call than F.layer_norm
+        if self.keep_attention:
+            self.cross_attention = []
         for L, cache in zip(self.layers, caches):
             H, D = L["H"], L["D"]
             # self-attention
@@ -151,6 +156,8 @@ class DecodePlan:
                 kq, sbias, vp, bp, (Hc, U) = L["cross"]
                 s = torch.baddbmm(sbias, ln(x, (C,), None, None, L["eps2"]).view(B, 1, C), kq)
                 a = s.view(B, Hc, U).softmax(-1).view(B, 1, Hc * U)
+                if self.keep_attention:
+                    self.cross_attention.append(a.view(B, Hc, U))
                 x.view(B, 1, C).baddbmm_(a, vp)
                 x.add_(bp)
             # MLP
