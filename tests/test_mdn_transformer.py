@@ -102,6 +102,15 @@ def test_sampling_controls():
         m.sample()  # a conditional model needs text
 
 
+def test_sampling_runs_without_dropout_and_keeps_the_training_flag():
+    m = tiny(dropout=0.5)
+    text = batch().text
+    want = m.sample(text, max_steps=10, seed=2).strokes
+    m.train()
+    got = m.sample(text, max_steps=10, seed=2).strokes
+    assert m.training and torch.equal(got, want)
+
+
 def test_pen_end_stops_rows():
     m = tiny()
     with torch.no_grad():

@@ -188,6 +188,18 @@ def test_generation_controls():
         m.generate(torch.ones(1, 11, dtype=torch.long))  # longer than text_len
 
 
+def test_sampling_runs_without_dropout_and_keeps_the_training_flag():
+    m = tiny(seed=5, dropout=0.5)
+    text, mask = texts()
+    want = m.generate(text, mask, max_new_tokens=12, generator=torch.Generator().manual_seed(3))
+    m.train()
+    got = m.generate(text, mask, max_new_tokens=12, generator=torch.Generator().manual_seed(3))
+    assert m.training and torch.equal(got, want)  # sampled in eval mode, the flag given back
+    m.eval()
+    m.generate(text, mask, max_new_tokens=4, greedy=True)
+    assert not m.training
+
+
 def test_end_stops_each_row():
     m = tiny(seed=2)
     text, mask = texts()

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..errors import HandwritingError
 from .base import Priming, WrittenRows, concat_texts
 from .mdn import MDNHead, MixtureParams, mixture_log_density, sample_mixture
-from .transformer import DecoderBase, TextContext, decode_threads, init_gpt_weights
+from .transformer import DecoderBase, TextContext, init_gpt_weights, sampling
 from .transformer_fast import DecodePlan, KVCache, fold_layer_norm
 
 __all__ = ["MDNTransformerConfig", "MDNTransformer", "PEN_DRAW", "PEN_LIFT", "PEN_END", "PEN_START"]
@@ -155,7 +155,7 @@ class MDNTransformer(DecoderBase):
         h = self._trunk(self.embed(xy, pen), context, caches, caches[0].length)
         return self._heads(h)
 
-    @torch.inference_mode()
+    @sampling
     def sample(
         self,
         text: torch.Tensor | None = None,
@@ -184,28 +184,6 @@ class MDNTransformer(DecoderBase):
         ``internals=True`` records the unbiased mixture parameters (``params``, with ``eos_logit`` set to
         ``log P(lift) − log P(draw)`` from the pen head) and the pen probabilities (``internals["pen"]``:
         draw, lift, end) of every step."""
-        was_training = self.training
-        self.eval()
-        try:
-            with decode_threads(next(self.parameters()).device):
-                return self._sample(text, text_mask, bias, max_steps, generator, seed, prime, internals, n,
-                                    pen_temperature, points_per_char, steps, zero_context)
-        finally:
-            self.train(was_training)
-
-    def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
-                   max_steps: int | None = None) -> WrittenRows:
-        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`:
-        :func:`~handwriting.models.graves.sample_rows`.  A model trained without text writes none."""
-        if not self.conditional:
-            raise HandwritingError("this MDN transformer was trained without text (alphabet_size=0): it writes no "
-                                   "text; draw from it with model.sample(n=...) instead, or use a text-conditioned model")
-        from .graves import sample_rows
-
-        return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps)
-
-    def _sample(self, text, text_mask, bias, max_steps, generator, seed, prime, internals, n, pen_temperature,
-                points_per_char, steps, zero_context):
         from .graves import SampleResult
 
         device = next(self.parameters()).device
@@ -291,3 +269,14 @@ class MDNTransformer(DecoderBase):
             res.params = MixtureParams.stack(rec_params, 1)[:, :L]
             res.internals = {"pen": torch.stack(rec_pen, 1)[:, :L]}
         return res
+
+    def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
+                   max_steps: int | None = None) -> WrittenRows:
+        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`:
+        :func:`~handwriting.models.graves.sample_rows`.  A model trained without text writes none."""
+        if not self.conditional:
+            raise HandwritingError("this MDN transformer was trained without text (alphabet_size=0): it writes no "
+                                   "text; draw from it with model.sample(n=...) instead, or use a text-conditioned model")
+        from .graves import sample_rows
+
+        return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps)

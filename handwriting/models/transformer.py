@@ -27,6 +27,7 @@ sets in :mod:`handwriting.datasets.tokens` (:class:`TokenDataset`, :func:`collat
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -123,6 +124,23 @@ def decode_threads(device):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def sampling(method):
+    """For a decoder's sampling method: the body runs in inference mode and eval mode (the module's training
+    flag is restored after) with :func:`decode_threads`."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode(), decode_threads(next(self.parameters()).device):
+                return method(self, *args, **kwargs)
+        finally:
+            self.train(was_training)
+
+    return run
 
 
 def _attn_inputs(q, k, v):
@@ -503,7 +521,7 @@ class CursiveTransformer(DecoderBase):
         wt, b = plan.head
         return torch.addmm(b, self._decode_trunk(F.embedding(tokens, self.tok_emb.weight), plan, caches), wt)
 
-    @torch.inference_mode()
+    @sampling
     def generate(
         self,
         text_ids: torch.Tensor,
@@ -535,64 +553,6 @@ class CursiveTransformer(DecoderBase):
         many new tokens.  ``end_attention`` (a model with an end marker; :data:`END_ATTENTION` when writing)
         ends a row with ``END`` after a point that lifts the pen once the row's cross-attention puts more than that
         share on the end marker (:func:`attention_says_end`)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with decode_threads(next(self.parameters()).device):
-                return self._generate(text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
-                                      prefix_tokens, return_attention, zero_context, min_new_tokens, min_p,
-                                      end_attention)
-        finally:
-            self.train(was_training)
-
-    def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
-                   max_steps: int | None = None) -> WrittenRows:
-        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`generate`: the bias
-        becomes min-p truncation at temperature 1 (:func:`bias_min_p`; one :meth:`generate` call per distinct
-        bias), a row ends at a pen lift once its attention is on the end marker (:data:`END_ATTENTION`), the
-        prime's tokens are the prefix (and its points are cut from the rows), ``max_steps`` caps the new tokens.
-        The internals are each row's ``tokens`` and cross-``attention``."""
-        tok = self.tokenizer
-        if tok is None:
-            raise DataError("this cursive transformer has no tokenizer (config.tokenizer); load it from a checkpoint")
-        device, B = next(self.parameters()).device, text_ids.shape[0]
-        prefix, n_prime = None, 0
-        if prime is not None:
-            ptoks = tok.encode(prime.offsets, bos=True, end=False)
-            prefix = torch.as_tensor(ptoks, dtype=torch.long)[None].expand(B, -1)
-            n_prime = len(tok.decode(ptoks))
-            pids = prime.text_ids.to(text_ids.device)[None].expand(B, -1)
-            text_ids, text_mask = concat_texts(pids, pids != 0, text_ids, text_mask)
-        by_bias: dict[float, list[int]] = {}  # one min-p per call: rows grouped by bias (usually one group)
-        for r, b in enumerate(bias):
-            by_bias.setdefault(float(b), []).append(r)
-        results: dict[int, tuple] = {}
-        for b, idx in by_bias.items():
-            out = self.generate(
-                text_ids[idx], text_mask[idx], max_new_tokens=max_steps, min_p=bias_min_p(b),
-                end_attention=END_ATTENTION,
-                generator=generator, prefix_tokens=None if prefix is None else prefix[idx].to(device),
-                return_attention=internals,
-            )  # fmt: skip
-            tokens, attn = out if internals else (out, None)
-            for j, r in enumerate(idx):
-                results[r] = (tokens[j], None if attn is None else attn[j])
-        seqs, stopped, extra = [], [], [] if internals else None
-        for r in range(B):
-            tokens, attn = results[r]
-            off = tok.decode(tokens)[n_prime:]
-            if len(off) == 0:
-                off = np.array([[0.0, 0.0, 1.0]], np.float32)
-            off = off.copy()
-            off[-1, 2] = 1.0
-            seqs.append(off)
-            stopped.append(bool((tokens == END).any()))
-            if internals:
-                extra.append({"tokens": tokens.cpu().numpy(), "attention": attn.float().cpu().numpy()})
-        return WrittenRows(seqs, stopped, extra)
-
-    def _generate(self, text_ids, text_mask, max_new_tokens, temperature, top_k, greedy, generator,
-                  prefix_tokens, return_attention, zero_context, min_new_tokens, min_p=0.0, end_attention=None):
         device = next(self.parameters()).device
         text_ids = torch.as_tensor(text_ids, device=device)
         if text_ids.dim() == 1:
@@ -688,6 +648,52 @@ class CursiveTransformer(DecoderBase):
         attn = (torch.cat(weights, dim=3)[:, :, :, :n_in] if weights else
                 torch.zeros(B, self.config.n_layer, self.config.n_head, 0, text_ids.shape[1]))
         return out, attn
+
+    def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
+                   max_steps: int | None = None) -> WrittenRows:
+        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`generate`: the bias
+        becomes min-p truncation at temperature 1 (:func:`bias_min_p`; one :meth:`generate` call per distinct
+        bias), a row ends at a pen lift once its attention is on the end marker (:data:`END_ATTENTION`), the
+        prime's tokens are the prefix (and its points are cut from the rows), ``max_steps`` caps the new tokens.
+        The internals are each row's ``tokens`` and cross-``attention``."""
+        tok = self.tokenizer
+        if tok is None:
+            raise DataError("this cursive transformer has no tokenizer (config.tokenizer); load it from a checkpoint")
+        device, B = next(self.parameters()).device, text_ids.shape[0]
+        prefix, n_prime = None, 0
+        if prime is not None:
+            ptoks = tok.encode(prime.offsets, bos=True, end=False)
+            prefix = torch.as_tensor(ptoks, dtype=torch.long)[None].expand(B, -1)
+            n_prime = len(tok.decode(ptoks))
+            pids = prime.text_ids.to(text_ids.device)[None].expand(B, -1)
+            text_ids, text_mask = concat_texts(pids, pids != 0, text_ids, text_mask)
+        by_bias: dict[float, list[int]] = {}  # one min-p per call: rows grouped by bias (usually one group)
+        for r, b in enumerate(bias):
+            by_bias.setdefault(float(b), []).append(r)
+        results: dict[int, tuple] = {}
+        for b, idx in by_bias.items():
+            out = self.generate(
+                text_ids[idx], text_mask[idx], max_new_tokens=max_steps, min_p=bias_min_p(b),
+                end_attention=END_ATTENTION,
+                generator=generator, prefix_tokens=None if prefix is None else prefix[idx].to(device),
+                return_attention=internals,
+            )  # fmt: skip
+            tokens, attn = out if internals else (out, None)
+            for j, r in enumerate(idx):
+                results[r] = (tokens[j], None if attn is None else attn[j])
+        seqs, stopped, extra = [], [], [] if internals else None
+        for r in range(B):
+            tokens, attn = results[r]
+            off = tok.decode(tokens)[n_prime:]
+            if len(off) == 0:
+                off = np.array([[0.0, 0.0, 1.0]], np.float32)
+            off = off.copy()
+            off[-1, 2] = 1.0
+            seqs.append(off)
+            stopped.append(bool((tokens == END).any()))
+            if internals:
+                extra.append({"tokens": tokens.cpu().numpy(), "attention": attn.float().cpu().numpy()})
+        return WrittenRows(seqs, stopped, extra)
 
     @staticmethod
     def pick(logits, top_k, noise, i, min_p=0.0):
