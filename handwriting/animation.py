@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -182,6 +183,19 @@ def animate(
     return FuncAnimation(fig, update, frames=len(schedule), interval=interval * 1000.0, blit=False, repeat=True)
 
 
+#: the glyphs that stand in for the icon font matplotlib's player loads from a CDN
+_PLAYER_ICONS = {"fa fa-fast-backward": "\u23ee", "fa fa-step-backward": "\u25c1", "fa fa-play fa-flip-horizontal": "\u25c0",
+                 "fa fa-pause": "\u23f8", "fa fa-play": "\u25b6", "fa fa-step-forward": "\u25b7",
+                 "fa fa-fast-forward": "\u23ed", "fa fa-minus": "\u2212", "fa fa-plus": "+"}
+
+
+def offline_player(html: str) -> str:
+    """matplotlib's JavaScript player without its one network request (a stylesheet of icons from a CDN):
+    the buttons show Unicode glyphs instead, so the page works offline and fetches nothing."""
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    return re.sub(r'<i class="([^"]*)"></i>', lambda m: _PLAYER_ICONS.get(m.group(1), ""), html)
+
+
 def to_html_animation(data: Any, *, method: str = "jshtml", max_frames: int = 60, **options: Any) -> str:
     """HTML that plays the handwriting being written, for notebooks (``IPython.display.HTML(...)``).
 
@@ -191,7 +205,7 @@ def to_html_animation(data: Any, *, method: str = "jshtml", max_frames: int = 60
     """
     if method == "jshtml":
         anim = animate(data, max_frames=max_frames, **options)
-        return anim.to_jshtml(default_mode="once")
+        return offline_player(anim.to_jshtml(default_mode="once"))
     if method == "svg":
         return to_svg(data, animate=True, xml_declaration=False, **options)
     raise HandwritingError(f"to_html_animation: method must be 'jshtml' or 'svg', got {method!r}")

@@ -653,8 +653,8 @@ def run(args) -> int:
 
     if args.json:
         check_output(args.json, formats=None)  # in a moment, not after the evaluation
-    if getattr(args, "threads", None):
-        torch.set_num_threads(int(args.threads))
+    if getattr(args, "threads", None) is not None:
+        torch.set_num_threads(check_number("--threads", args.threads, 1, integer=True, hint="; torch CPU threads"))
     if args.action == "legibility":
         n = 100 if args.n is None else args.n
         for b in args.bias:  # all of them before the first evaluation

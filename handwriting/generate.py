@@ -115,7 +115,15 @@ def resolve_model(model: Any = None, device: str | None = None):
     from . import checkpoint as ckpt
     from . import pretrained
 
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise ArgumentError(f"model={model!r}: give a pretrained name (handwriting models lists them), a checkpoint "
+                            "path such as runs/x/best, or a model")
     name = pretrained.DEFAULT_MODEL if model is None else os.fspath(model)
+    if Path(name).is_dir():  # a training run's folder: its models are files inside it
+        inside = [n for n in ("best", "last") if ckpt.model_paths(Path(name) / n)[0].is_file()]
+        hint = f"; its models: {', '.join(str(Path(name) / n) for n in inside)}" if inside else ""
+        raise ckpt.CheckpointError(f"{name}: is a folder, not a checkpoint; name a model in it, e.g. "
+                                   f"{Path(name) / 'best'}{hint}")
     weights, meta_path = ckpt.model_paths(name)
     is_path = any(c in name for c in "/\\") or name.endswith((".safetensors", ".json")) or weights.is_file()
     if is_path:
@@ -137,10 +145,19 @@ def _styled_model(style: Any, model: Any, device: str | None):
     """The base model of ``style`` (or ``model``, which must be that base) with the style applied."""
     from .style_file import StyleError, StyleFile, apply_style, read_style
 
+    if not isinstance(style, (StyleFile, str, os.PathLike)):
+        raise ArgumentError(f"style={style!r}: give a style file's path (handwriting style fit makes one) or a StyleFile")
     st = style if isinstance(style, StyleFile) else read_style(style)
     if model is None and not st.base_name:
         raise StyleError(f"{st.where} records no base model name; pass the model it was fitted to as model=")
-    return apply_style(st, resolve_model(model if model is not None else st.base_name, device))
+    if model is not None:
+        return apply_style(st, resolve_model(model, device))
+    try:
+        base = resolve_model(st.base_name, device)
+    except HandwritingError as exc:
+        raise StyleError(f"{st.where}: its base model {st.base_name!r} cannot be loaded ({exc}); if it has moved, name "
+                         "it: write(..., model=PATH, style=...) or --model PATH") from None
+    return apply_style(st, base)
 
 
 def _alphabet(model):
@@ -172,7 +189,7 @@ def _check_writer(model) -> None:
 # text, line lengths and priming (wrapping, pieces and layout: handwriting.layout)
 
 
-def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
+def _check_chars(lines: list[str], alphabet, unknown: str, what: str = "the text") -> list[str]:
     bad = sorted({c for ln in lines for c in ln if c not in alphabet})
     if not bad:
         return lines
@@ -182,9 +199,14 @@ def _check_chars(lines: list[str], alphabet, unknown: str) -> list[str]:
             rep = alphabet.chars[0]
         return ["".join(c if c in alphabet else rep for c in ln) for ln in lines]
     chars = "".join(getattr(alphabet, "chars", ""))
-    shown = ", ".join(repr(c) for c in bad)
+    where = {}
+    for i, ln in enumerate(lines):
+        for k, c in enumerate(ln):
+            if c not in alphabet and c not in where:
+                where[c] = f"line {i + 1}, character {k + 1}" if len(lines) > 1 else f"character {k + 1}"
+    shown = ", ".join(f"{c!r} ({where[c]})" for c in bad)
     raise DataError(
-        f"the model cannot write {len(bad)} character(s) of the text: {shown}; it knows {len(chars)} characters "
+        f"the model cannot write {len(bad)} character(s) of {what}: {shown}; it knows {len(chars)} characters "
         f"({chars!r}). Remove or replace them, or pass unknown='replace' (--unknown replace)"
     )
 
@@ -401,19 +423,23 @@ def write(
     if max_steps is not None:
         max_steps = check_number("write: max_steps", max_steps, 1, integer=True, hint="; it caps the points per line")
     line_gap = check_number("write: line_gap", line_gap, 0, hint=LINE_GAP_HINT)
+    if line_width is not None:
+        line_width = check_number("write: line_width (--line-width)", line_width, 1, integer=True,
+                                  hint="; characters per written line")
+    if max_line_chars is not None:
+        max_line_chars = check_number("write: max_line_chars (--max-line-chars)", max_line_chars, 1, integer=True,
+                                      hint="; characters per piece written in one go")
     m = resolve_model(model, device) if style is None else _styled_model(style, model, device)
     _check_writer(m)
     alphabet = _alphabet(m)
     prime_parts = None
     if prime is not None:
         off, ptext = _prime_parts(prime)
-        (ptext,) = _check_chars([ptext], alphabet, unknown)
+        if any(c not in alphabet for c in ptext):  # a prime's text must say what its strokes say: never replaced
+            _check_chars([ptext], alphabet, "error", what=f"the priming sample's text {ptext!r}")
         prime_parts = (match_point_density(off, ptext, m), ptext)
     if line_width is None:
         line_width = max_line_chars if max_line_chars is not None else DEFAULT_MAX_LINE_CHARS
-    if line_width < 1 or (max_line_chars is not None and max_line_chars < 1):
-        raise DataError(f"write: line_width (characters per written line, --line-width) and max_line_chars "
-                        f"(--max-line-chars) must be at least 1, got {line_width} and {max_line_chars}")
     if max_line_chars is None:
         max_line_chars = min(line_width, default_line_chars(m, prime_parts))
     lines = wrap_text(text, line_width)
@@ -475,7 +501,8 @@ def configure(parser) -> None:
     parser.add_argument("--bias", "-b", type=float, default=0.5, help="sampling bias: 0 = as trained, higher = neater (default 0.5)")
     style = parser.add_mutually_exclusive_group()
     style.add_argument("--style", default=None, help="a style file FILE.style (`handwriting style fit`), or prime with a "
-                       "named style: a samples file NAME.json in data/styles")
+                       "named style: a synthetic writer (neat, print, ...; a wrong name lists them) "
+                       "or a samples file NAME.json in data/styles ($HANDWRITING_STYLES)")
     style.add_argument("--prime", default=None, metavar="FILE", help="prime with the first sample of a handwriting-samples JSON file")
     parser.add_argument("--prime-index", type=int, default=0, help="which sample of the --prime/--style file (default 0)")
     parser.add_argument("--seed", "-s", type=int, default=None, help="random seed (same seed, same handwriting)")
@@ -509,7 +536,37 @@ def load_prime(path: Path, index: int) -> Sample:
         raise DataError(f"{path}: holds no samples to prime with")
     if not 0 <= index < len(samples):
         raise DataError(f"{path}: --prime-index {index} is out of range (the file has {len(samples)} samples)")
+    if not samples[index].text.strip():
+        raise DataError(f"{path}: sample {index} has no text; a prime needs the text its strokes say (add it to the "
+                        "file, or choose another sample with --prime-index)")
     return samples[index]
+
+
+def _cli_style(name: str, index: int) -> tuple[Sample | None, str | None]:
+    """``--style NAME``: ``(prime, None)`` for a named style (a samples file in :func:`_styles_dir`, else a
+    synthetic writer), ``(None, path)`` for a fitted style file."""
+    from .datasets.synthetic import WRITERS
+    from .styles import PRIME_TEXT
+
+    path = Path(name)
+    if path.suffix == ".style" or (path.is_file() and path.suffix != ".json"):
+        if index:
+            raise ArgumentError(f"--prime-index {index}: a style file ({name}) is not primed with a sample; leave it out")
+        return None, name  # a fitted style file (handwriting.style_file)
+    if path.suffix == ".json" and path.is_file():
+        raise DataError(f"{name}: is a samples file, not a style file; prime with it (--prime {name}) or fit a style "
+                        f"on it (handwriting style fit {name} -o mine.style)")
+    named = _styles_dir() / f"{name}.json"
+    if named.is_file():
+        return load_prime(named, index), None
+    if name in WRITERS:
+        from .datasets.synthetic import synthesize
+
+        return synthesize([PRIME_TEXT], writer=name, seed=0)[0], None
+    have = sorted(p.stem for p in _styles_dir().glob("*.json")) if _styles_dir().is_dir() else []
+    raise DataError(f"no style named {name!r}: not a style file, not a samples file in {_styles_dir()} "
+                    f"({', '.join(have) or 'none installed'}) and not a synthetic writer ({', '.join(WRITERS)}); "
+                    "or prime with a file of your own: --prime FILE")
 
 
 def run(args) -> int:
@@ -526,20 +583,11 @@ def run(args) -> int:
         _rgba(args.color, "--color")
         options["color"] = args.color
     text = sys.stdin.read() if args.text == "-" else args.text.replace("\\n", "\n")
-    prime = style_file = None
+    prime, style_file = None, None
     if args.prime:
         prime = load_prime(Path(args.prime), args.prime_index)
-    elif args.style and (args.style.endswith(".style") or Path(args.style).is_file()):
-        style_file = args.style  # a fitted style file (handwriting.style_file)
     elif args.style:
-        path = _styles_dir() / f"{args.style}.json"
-        if not path.is_file():
-            have = sorted(p.stem for p in _styles_dir().glob("*.json")) if _styles_dir().is_dir() else []
-            raise DataError(
-                f"no style named {args.style!r} ({path} does not exist); "
-                + (f"available: {', '.join(have)}" if have else "no styles are installed; use --prime FILE")
-            )
-        prime = load_prime(path, args.prime_index)
+        prime, style_file = _cli_style(args.style, args.prime_index)
     result = write(
         text, model=args.model, bias=args.bias, prime=prime, seed=args.seed, max_line_chars=args.max_line_chars,
         line_width=args.line_width,

@@ -316,14 +316,13 @@ def _cycle(loader):
 
 
 def base_name(model: Any, base) -> str | None:
-    """The name a style records for its base: the pretrained name it was loaded as, else the checkpoint path
-    as given (relative when under the working directory)."""
-    from .checkpoint import portable_path
-
+    """The name a style records for its base: the pretrained name it was loaded as, else the checkpoint's
+    absolute path (a style file is used from other folders than the one it was fitted in; where the base
+    has moved, ``model=`` / ``--model`` names it, and its SHA-256 proves it is the same network)."""
     if getattr(base, "pretrained_name", None):
         return base.pretrained_name
     if isinstance(model, (str, os.PathLike)):
-        return portable_path(os.fspath(model))
+        return os.path.abspath(os.fspath(model))
     return None
 
 
@@ -339,7 +338,7 @@ def configure(parser) -> None:
     fit.add_argument("samples", help="a handwriting-samples JSON file (notebook 08's canvas saves one)")
     fit.add_argument("--output", "-o", required=True, help=f"the style file to write (e.g. mine{SUFFIX})")
     fit.add_argument("--minutes", type=float, default=5.0, help="wall-time budget in minutes, loading included (default 5; "
-                     "0: none); the fit usually ends earlier, when the held-out samples stop improving")
+                     "0: none, with --steps); the fit usually ends earlier, when the held-out samples stop improving")
     fit.add_argument("--steps", type=int, default=None, help="stop after this many steps at the latest (default: no limit)")
     fit.add_argument("--model", "-m", default=DEFAULT_BASE,
                      help=f"the base model: a pretrained name or checkpoint path (default {DEFAULT_BASE})")
@@ -366,9 +365,14 @@ def run(args) -> int:
         return 0
     from .datasets.jsonink import load_samples
 
+    from .export import check_output
+
     out = Path(args.output)
+    check_output(out, formats=None)  # before the minutes of fitting, not after them
     if out.exists() and not args.overwrite:
         raise HandwritingError(f"{out}: already exists; pass --overwrite to replace it, or choose another -o")
+    if not args.minutes and not args.steps:
+        raise ArgumentError("--minutes 0 (no time limit) needs --steps N, the most steps to take")
     if args.threads is not None:
         import torch
 
@@ -391,9 +395,12 @@ def run(args) -> int:
             print(f"  step {p['step']:>5}  {_fmt_time(p['elapsed_s'])}{left}  NLL {p['nll_per_point']:+.3f}{held} nats/point",
                   flush=True)
 
-    style = fit_style(samples, model=args.model, minutes=args.minutes or None, steps=args.steps, seed=args.seed,
-                      progress=report, tune=args.tune, lr=args.lr, batch_size=args.batch_size,
-                      patience=args.patience or None)
+    try:
+        style = fit_style(samples, model=args.model, minutes=args.minutes or None, steps=args.steps, seed=args.seed,
+                          progress=report, tune=args.tune, lr=args.lr, batch_size=args.batch_size,
+                          patience=args.patience or None)
+    except DataError as exc:  # a bad sample: say which file it is in
+        raise DataError(f"{args.samples}: {exc}") from None
     path = style.save(out)
     tr = style.meta["training"]
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB): {tr['steps']} steps in {_fmt_time(tr['wall_time_s'])} "

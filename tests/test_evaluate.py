@@ -170,6 +170,12 @@ def test_legibility_command_writes_the_same_json_twice(tmp_path, capsys):
     assert "CER" in printed and "bias 1" in printed
 
 
+def test_evaluate_threads_below_one_are_refused(capsys):
+    for n in ("0", "-1"):
+        assert main(["evaluate", "legibility", "--model", "graves-synthesis-tiny", "--threads", n, "-n", "1"]) == 2
+        assert f"--threads must be >= 1 (a whole number), got {n}" in capsys.readouterr().err
+
+
 def test_reference_scores_synthetic_writing_deterministically():
     rec = _tiny_recognizer()
     a = reference(n=4, seed=2, recognizer=rec)

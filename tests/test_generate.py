@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from handwriting import checkpoint as ckpt
-from handwriting.errors import DataError
+from handwriting.errors import ArgumentError, DataError
 from handwriting.strokes import Normalizer, Sample, align, to_absolute, to_offsets
 
 from handwriting.datasets import torch_data  # noqa: E402
@@ -392,7 +392,30 @@ def test_line_pieces_and_join_pieces():
 
 
 def test_line_lengths_below_one_are_refused(model):
-    for kw in (dict(line_width=0), dict(max_line_chars=0), dict(max_line_chars=-3, line_width=20)):
-        with pytest.raises(DataError, match="line_width .* --line-width.* must be at least 1"):
+    for kw, name in ((dict(line_width=0), "line_width"), (dict(max_line_chars=0), "max_line_chars"),
+                     (dict(max_line_chars=-3, line_width=20), "max_line_chars"), (dict(line_width="5"), "line_width"),
+                     (dict(max_line_chars=3.5), "max_line_chars"), (dict(line_width=2.5), "line_width")):
+        with pytest.raises(ArgumentError, match=f"write: {name} .*must be >= 1 .*whole number"):
             write("hello", model=model, **kw)
+    with pytest.raises(ArgumentError, match="model=3: give a pretrained name"):
+        write("hello", model=3)
+    with pytest.raises(ArgumentError, match="style=5: give a style file"):
+        write("hello", style=5)
+
+
+def test_a_run_folder_as_model_names_the_checkpoints_inside(tmp_path, model):
+    (tmp_path / "run").mkdir()
+    ckpt.save_model(tmp_path / "run" / "best", model)
+    for given in (tmp_path / "run", f"{tmp_path / 'run'}/"):
+        with pytest.raises(ckpt.CheckpointError, match=r"is a folder, not a checkpoint; .*its models: .*run/best"):
+            write("hello", model=given)
+
+
+def test_a_bad_character_in_the_prime_or_the_text_is_named_with_its_place(model):
+    prime = Sample(np.array([[0, 0, 0], [1, 1, 1]], np.float32), text="h\u00e9")
+    for unknown in ("error", "replace"):  # a prime's text is never rewritten: it must say what its strokes say
+        with pytest.raises(DataError, match=r"of the priming sample's text 'h\u00e9': '\u00e9' \(character 2\)"):
+            write("hello", model=model, prime=prime, unknown=unknown)
+    with pytest.raises(DataError, match=r"of the text: '\u00e9' \(line 2, character 3\)"):
+        write("hello\nab\u00e9", model=model)
 

@@ -256,6 +256,8 @@ def test_animate_frames_reveal_points_and_end_complete():
 def test_to_html_animation():
     html = render.to_html_animation(OFFSETS, max_frames=3, speed=10)
     assert "<script" in html and "data:image/png;base64" in html
+    # nothing to fetch: the player's icon stylesheet (a CDN) is gone, its buttons are glyphs
+    assert not re.search(r"https?://", html) and 'class="fa ' not in html and "\u25b6" in html
     svg = render.to_html_animation(OFFSETS, method="svg")
     assert len(svg_paths(svg)[1]) == len(STROKES)
 

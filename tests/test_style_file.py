@@ -265,6 +265,57 @@ def test_style_commands(tmp_path, capsys):
     assert "no such style file" in capsys.readouterr().err
 
 
+def test_a_style_fitted_on_a_checkpoint_works_from_any_folder_and_names_a_moved_base(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from handwriting import checkpoint as ckpt
+
+    (tmp_path / "runs").mkdir()
+    ckpt.save_model(tmp_path / "runs" / "base", resolve_model(TINY))
+    samples = tmp_path / "mine.json"
+    save_samples(samples, backhand(TRAIN[:4]))
+    monkeypatch.chdir(tmp_path)
+    assert main(["style", "fit", "mine.json", "-o", "mine.style", "--model", "runs/base", "--steps", "1",
+                 "--batch-size", "2"]) == 0
+    assert read_style(tmp_path / "mine.style").base_name == str(tmp_path / "runs" / "base")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["write", "so", "--style", "../mine.style", "-o", "w.svg", "--seed", "1"]) == 0
+    shutil.move(tmp_path / "runs", tmp_path / "moved")
+    ckpt.LOADED.clear()
+    with pytest.raises(StyleError, match=r"mine.style: its base model .*runs/base' cannot be loaded .*--model PATH"):
+        write("so", style="../mine.style", seed=1)
+    assert main(["write", "so", "--style", "../mine.style", "--model", "../moved/base", "-o", "w.svg"]) == 0
+
+
+def test_style_fit_refuses_a_bad_output_or_budget_before_fitting(tmp_path, capsys):
+    samples = tmp_path / "mine.json"
+    save_samples(samples, backhand(TRAIN[:4]))
+    (tmp_path / "dir.style").mkdir()
+    for out, err in ((samples / "x.style", "is a file, not a directory"), (tmp_path / "dir.style", "it is a directory")):
+        assert main(["style", "fit", str(samples), "-o", str(out), "--model", TINY, "--steps", "1", "--overwrite"]) == 2
+        got = capsys.readouterr()
+        assert err in got.err and "fitting a style" not in got.out  # refused before any work
+    assert main(["style", "fit", str(samples), "-o", str(tmp_path / "a.style"), "--minutes", "0"]) == 2
+    assert "--minutes 0 (no time limit) needs --steps N" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    save_samples(bad, [Sample(backhand(["so"])[0].offsets, text="s\u00f6")])
+    assert main(["style", "fit", str(bad), "-o", str(tmp_path / "b.style"), "--model", TINY, "--steps", "1"]) == 2
+    assert f"{bad}: fit_style: sample 0" in capsys.readouterr().err
+
+
+def test_write_style_names_a_synthetic_writer_a_samples_file_or_a_style_file(tmp_path, capsys):
+    svg = tmp_path / "w.svg"
+    assert main(["write", "so", "--style", "print", "--model", TINY, "-o", str(svg), "--seed", "1"]) == 0
+    samples = tmp_path / "mine.json"
+    save_samples(samples, backhand(TRAIN[:2]))
+    assert main(["write", "so", "--style", str(samples), "-o", str(svg)]) == 2
+    assert f"is a samples file, not a style file; prime with it (--prime {samples})" in capsys.readouterr().err
+    assert main(["write", "so", "--style", "nobody", "-o", str(svg)]) == 2
+    err = capsys.readouterr().err
+    assert "no style named 'nobody'" in err and "neat, hasty" in err and "--prime FILE" in err
+
+
 def test_style_fit_defaults_to_the_many_hands_network_and_writes_with_it(tmp_path, capsys):
     """Without --model a style is fitted to graves-synthesis-hands (its style files read back better on real
     held-out hands than the one-hand writer's); `write --style` then loads that base although the default
