@@ -23,6 +23,10 @@ from .render import _a8_alpha, _cairo, _ink, _raster_setup, _rgba, _write, to_sv
 __all__ = ["gif_bytes", "save_gif", "animate", "to_html_animation"]
 
 
+#: the most pixels an animated GIF's frames may hold together (one byte each once quantised)
+GIF_MAX_PIXELS = 400_000_000
+
+
 def _frame_counts(n_points: int, fps: float, speed: float, max_frames: int, where: str) -> tuple[np.ndarray, float]:
     """How many points are visible in each frame, and the frame interval in seconds.
 
@@ -79,10 +83,16 @@ def gif_bytes(
         where="save_gif",
     )  # fmt: skip
     counts, interval = _frame_counts(len(ink.points), fps, speed, max_frames, "save_gif")
+    if len(counts) * fr.width * fr.height > GIF_MAX_PIXELS:  # the frames are all held until the file is written
+        raise HandwritingError(
+            f"save_gif: {len(counts)} frames of {fr.width}x{fr.height} pixels would hold "
+            f"{len(counts) * fr.width * fr.height / 1e6:.0f} M pixels (at most {GIF_MAX_PIXELS / 1e6:.0f} M); "
+            "lower the width (--width) or scale, or max_frames"
+        )
     bg = _rgba(background, "background")
     fg = _rgba(color, "color")
-    bg_rgb = np.array(bg[:3]) * 255
-    fg_rgb = np.array(fg[:3]) * 255
+    bg_rgb = np.array(bg[:3], np.float32) * 255
+    fg_rgb = np.array(fg[:3], np.float32) * 255
     slices = ink.slices
     frames = []
     for n in counts:

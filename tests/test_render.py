@@ -239,6 +239,10 @@ def test_save_gif_draws_progressively(tmp_path):
             im.seek(k)
             inked.append(int((np.asarray(im.convert("L")) < 128).sum()))
     assert inked == sorted(inked) and inked[0] < inked[-1]
+    # frames are held until the file is written: their pixels together are capped, before any is drawn
+    with pytest.raises(HandwritingError, match=r"save_gif: 8 frames of .* pixels would hold .*lower the width"):
+        render.save_gif(offsets, tmp_path / "b.gif", fps=10, speed=40, max_frames=8, height=6_000)
+    assert not (tmp_path / "b.gif").exists()
 
 
 def test_animate_frames_reveal_points_and_end_complete():
