@@ -435,8 +435,8 @@ def write(
     prime_parts = None
     if prime is not None:
         off, ptext = _prime_parts(prime)
-        if any(c not in alphabet for c in ptext):  # a prime's text must say what its strokes say: never replaced
-            _check_chars([ptext], alphabet, "error", what=f"the priming sample's text {ptext!r}")
+        # a prime's text must say what its strokes say: never replaced, whatever `unknown` says
+        _check_chars([ptext], alphabet, "error", what=f"the priming sample's text {ptext!r}")
         prime_parts = (match_point_density(off, ptext, m), ptext)
     if line_width is None:
         line_width = max_line_chars if max_line_chars is not None else DEFAULT_MAX_LINE_CHARS

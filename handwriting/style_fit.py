@@ -364,7 +364,6 @@ def run(args) -> int:
         print(read_style(args.style).summary())
         return 0
     from .datasets.jsonink import load_samples
-
     from .export import check_output
 
     out = Path(args.output)
