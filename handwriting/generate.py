@@ -143,21 +143,12 @@ def resolve_model(model: Any = None, device: str | None = None):
 
 def _styled_model(style: Any, model: Any, device: str | None):
     """The base model of ``style`` (or ``model``, which must be that base) with the style applied."""
-    from .style_file import StyleError, StyleFile, apply_style, read_style
+    from .style_file import StyleFile, load_style
 
     if not isinstance(style, (StyleFile, str, os.PathLike)):
         raise ArgumentError(f"style={style!r}: give a style file's path (handwriting style fit makes one) or a StyleFile")
-    st = style if isinstance(style, StyleFile) else read_style(style)
-    if model is None and not st.base_name:
-        raise StyleError(f"{st.where} records no base model name; pass the model it was fitted to as model=")
-    if model is not None:
-        return apply_style(st, resolve_model(model, device))
-    try:
-        base = resolve_model(st.base_name, device)
-    except HandwritingError as exc:
-        raise StyleError(f"{st.where}: its base model {st.base_name!r} cannot be loaded ({exc}); if it has moved, name "
-                         "it: write(..., model=PATH, style=...) or --model PATH") from None
-    return apply_style(st, base)
+    base = None if model is None else resolve_model(model, device)
+    return load_style(style, model=base, device=device or "cpu")
 
 
 def _alphabet(model):

@@ -359,7 +359,8 @@ def load_style(style: StyleFile | str | os.PathLike, model: Any = None, device: 
         try:
             base = _load_base(name, device)
         except HandwritingError as exc:
-            raise StyleError(f"{st.where}: its base model {name!r} cannot be loaded: {exc}") from exc
+            raise StyleError(f"{st.where}: its base model {name!r} cannot be loaded ({exc}); if it has moved, name "
+                             "it: write(..., model=PATH, style=...) or --model PATH") from None
     return apply_style(st, base, strength).eval()
 
 
