@@ -852,3 +852,24 @@ def test_train_recipe_trains_keeps_snapshots_and_then_resumes_or_just_loads(tmp_
     assert "already trained 4 steps" in capsys.readouterr().out
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_generator_augmentation_keeps_the_writers_slant():
+    """--augment on a generator varies shear, scale and rotation around the writer's own hand: over many draws
+    the mean slant of an upright stroke stays upright, where the cursive transformer paper's one-sided shear
+    (AugmentConfig's defaults) tilts it."""
+    from handwriting.datasets.synthetic import estimate_slant
+    from handwriting.strokes import AugmentConfig, augment
+    from handwriting.train.recipes import generator_augment
+
+    assert generator_augment({}) is None and generator_augment({"augment": False}) is None
+    upright = np.zeros((40, 3))
+    upright[1:, 1] = -0.05  # one long stroke straight down, then back up a little apart, twice
+    upright[20, :2] = [0.3, 1.0]
+    upright[19, 2] = 1.0
+    rng = np.random.default_rng(0)
+    ours = [estimate_slant(augment(upright, rng, generator_augment({"augment": True}))) for _ in range(300)]
+    theirs = [estimate_slant(augment(upright, rng, AugmentConfig())) for _ in range(300)]
+    assert abs(np.mean(ours) - estimate_slant(upright)) < 0.02
+    assert np.std(ours) > 0.03  # it does vary the slant
+    assert abs(np.mean(theirs) - estimate_slant(upright)) > 0.1

@@ -213,7 +213,6 @@ def _kappa_scale(ds, n: int = 200) -> float:
 
 def _graves_setup(opts, kind, train_s, valid_s, info):
     from ..models.graves import GravesConfig, PredictionNetwork, SynthesisNetwork
-    from ..strokes import AugmentConfig
 
     seed = int(opts["seed"])
     wpl = _words_per_line(opts.get("words_per_line"), str(opts["data"]))
@@ -236,7 +235,7 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
     # (Greydanus & Wimpee's preprocessing) brings it near IAM-OnDB's density and makes training ~2.5x faster
     down = opts.get("downsample")
     down = (0.65 if is_cursive_data(opts["data"]) else None) if down is None else (float(down) or None)
-    augment = AugmentConfig() if opts.get("augment") else None
+    augment = generator_augment(opts)
     norm = init[0].normalizer if init is not None and init[0].normalizer is not None else "fit"
     train_ds = StrokeDataset(train_items, alphabet, normalizer=norm, augment=augment, downsample=down, seed=seed)
     valid_ds = StrokeDataset(valid_items, alphabet, normalizer=train_ds.normalizer, downsample=down, seed=seed)
@@ -267,7 +266,6 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
     from ..datasets.tokens import TokenDataset, collate_tokens
     from ..models.tokenizer import PolarTokenizer, tokenizer_from_dict
     from ..models.transformer import CursiveTransformer, CursiveTransformerConfig
-    from ..strokes import AugmentConfig
 
     seed = int(opts["seed"])
     wpl = _words_per_line(opts.get("words_per_line"), str(opts["data"]))
@@ -295,7 +293,7 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
         text_len = config.text_len
     common = dict(tokenizer=tok, alphabet=alphabet, block_size=config.block_size, text_len=text_len, words_per_line=wpl_n)
     train_ds = TokenDataset(
-        train_s, downsample=(0.65, 0.1), augment=AugmentConfig() if opts.get("augment") else None, seed=seed, **common
+        train_s, downsample=(0.65, 0.1), augment=generator_augment(opts), seed=seed, **common
     )
     valid_ds = TokenDataset(valid_s, downsample=0.65, seed=seed + 1, **common)
     torch.manual_seed(seed)
@@ -318,7 +316,6 @@ def mdn_transformer_setup(opts, kind, train_s, valid_s, info):
     data, downsampled like the cursive transformer's so sequences fit the context), a text-conditioned
     MDN transformer of the requested size."""
     from ..models.mdn_transformer import MDNTransformer, MDNTransformerConfig
-    from ..strokes import AugmentConfig
 
     seed = int(opts.get("seed") or 0)
     wpl = _words_per_line(opts.get("words_per_line"), str(opts.get("data", "synthetic")))
@@ -342,7 +339,7 @@ def mdn_transformer_setup(opts, kind, train_s, valid_s, info):
             size["num_mixtures" if key == "mixtures" else key] = int(opts[key])
     norm = init[0].normalizer if init is not None else "fit"
     train_ds = StrokeDataset(train_items, alphabet, normalizer=norm, downsample=(0.65, 0.1),
-                             augment=AugmentConfig() if opts.get("augment") else None, seed=seed)
+                             augment=generator_augment(opts), seed=seed)
     valid_ds = StrokeDataset(valid_items, alphabet, normalizer=train_ds.normalizer, downsample=0.65, seed=seed)
     config = MDNTransformerConfig(alphabet_size=len(alphabet), text_len=text_len, **size)
     config = _init_config(opts, config, MDNTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
@@ -362,6 +359,14 @@ def mdn_transformer_setup(opts, kind, train_s, valid_s, info):
 
 # ----------------------------------------------------------------------------------------------------------
 # the recognizer (bigbank words + stitched pairs + synthetic-writer text, augmented)
+
+
+def generator_augment(opts):
+    """``--augment`` for the generators: the cursive transformer's scale and rotation ranges with the shear
+    centred on zero — a one-sided shear would slant everything the model writes away from its writer's hand."""
+    from ..strokes import AugmentConfig
+
+    return AugmentConfig(shear=(-0.1, 0.1)) if opts.get("augment") else None
 
 
 #: augmentation of the recognizer's training data: wider than the generators' (it must read any writer)
