@@ -567,6 +567,28 @@ def test_cli_train_transformers_smoke(tmp_path, kind, module):
 
 
 @pytest.mark.parametrize("kind,module", [("transformer", "handwriting.models.transformer"), ("mdn-transformer", "handwriting.models.mdn_transformer")])
+def test_cli_dropout_reaches_the_model_and_is_refused_where_there_is_none(tmp_path, capsys, kind, module):
+    _require(module)
+    from handwriting.cli import main
+
+    base = ["train", kind, "--data", "synthetic", "--size", "tiny", "--synthetic", "16", "--batch-size", "4", "--steps", "1",
+            "--no-progress", "--sample-every", "100"]  # fmt: skip
+    assert main(base + ["--dropout", "0.3", "--out", str(tmp_path / "a")]) == 0
+    a, meta = ckpt.load_model(tmp_path / "a" / "final")
+    assert a.config.dropout == 0.3 and meta["model"]["config"]["dropout"] == 0.3
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.3 for m in a.modules())
+    # with --init the starting model's weights and a new dropout: it is a training setting, not architecture
+    assert main(base + ["--dropout", "0.1", "--lr", "1e-12", "--init", str(tmp_path / "a" / "final"), "--out", str(tmp_path / "b")]) == 0
+    b, _ = ckpt.load_model(tmp_path / "b" / "final")
+    assert b.config.dropout == 0.1 and b.config.d_model == a.config.d_model
+    capsys.readouterr()
+    assert main(base + ["--dropout", "1.5", "--out", str(tmp_path / "c")]) == 2
+    assert "--dropout 1.5" in capsys.readouterr().err
+    assert main(["train", "graves", "--data", "synthetic", "--dropout", "0.1", "--out", str(tmp_path / "g")]) == 2
+    assert "only the transformers have dropout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind,module", [("transformer", "handwriting.models.transformer"), ("mdn-transformer", "handwriting.models.mdn_transformer")])
 def test_cli_init_starts_from_saved_weights_and_refuses_another_architecture(tmp_path, capsys, kind, module):
     _require(module)
     from handwriting.cli import main

@@ -48,7 +48,7 @@ point, in the model's normalised units.
 
 DEFAULTS: dict[str, Any] = dict(
     model=None, data="synthetic", bigbank=None, steps=2000, epochs=None, batch_size=32, size="small",
-    hidden=None, layers=None, mixtures=None, window_mixtures=None, d_model=None, n_layer=None, n_head=None,
+    hidden=None, layers=None, mixtures=None, window_mixtures=None, d_model=None, n_layer=None, n_head=None, dropout=None,
     block_size=None, lr=None, optimizer=None, schedule=None, step_size=None, gamma=None, warmup=None,
     weight_decay=None, clip=None, clip_norm=None, loss_unit=None, amp="none", device="auto", out=None,
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
@@ -84,6 +84,8 @@ def configure(parser) -> None:
         m.add_argument(f"--{name}", type=int, help="Graves networks: override the size preset")
     for name in ("d-model", "n-layer", "n-head", "block-size"):
         m.add_argument(f"--{name}", type=int, help="transformers: override the size preset")
+    m.add_argument("--dropout", type=float, metavar="P", help="transformers: dropout in attention, MLP and "
+                   "embeddings while training (default 0; with --init, the starting model's)")
     m.add_argument("--end-marker", action=argparse.BooleanOptionalAction, default=None,
                    help="cursive transformer: a learned end-of-text character after every text (default: on for a "
                    "new model; with --init, --end-marker adds one to a model that has none)")
@@ -194,6 +196,8 @@ def _check_options(opts: dict) -> None:
     finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
     need("valid_fraction", finite(opts.get("valid_fraction")) and 0 < opts["valid_fraction"] < 1, "give a share in (0, 1)")
     need("real_share", finite(opts.get("real_share")) and 0 <= opts["real_share"] <= 1, "give a share in [0, 1]")
+    need("dropout", finite(opts.get("dropout")) and 0 <= opts["dropout"] < 1, "give a probability in [0, 1)")
+    need("dropout", opts.get("model") in ("transformer", "mdn-transformer"), "only the transformers have dropout; leave it out")
     need("downsample", finite(opts.get("downsample")) and 0 <= opts["downsample"] < 1,
          "give the share of each stroke's interior points to drop, in [0, 1)")
     for name in ("lr", "clip_norm"):

@@ -291,6 +291,7 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
         config = _init_config(opts, config, CursiveTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
         config = dataclasses.replace(config, end_marker=config.end_marker or opts.get("end_marker") is True)
         text_len = config.text_len
+    config = _with_dropout(opts, config)
     common = dict(tokenizer=tok, alphabet=alphabet, block_size=config.block_size, text_len=text_len, words_per_line=wpl_n)
     train_ds = TokenDataset(
         train_s, downsample=(0.65, 0.1), augment=generator_augment(opts), seed=seed, **common
@@ -342,7 +343,7 @@ def mdn_transformer_setup(opts, kind, train_s, valid_s, info):
                              augment=generator_augment(opts), seed=seed)
     valid_ds = StrokeDataset(valid_items, alphabet, normalizer=train_ds.normalizer, downsample=0.65, seed=seed)
     config = MDNTransformerConfig(alphabet_size=len(alphabet), text_len=text_len, **size)
-    config = _init_config(opts, config, MDNTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")})
+    config = _with_dropout(opts, _init_config(opts, config, MDNTransformer, {k: k for k in ("d_model", "n_layer", "n_head", "block_size")}))
     torch.manual_seed(seed)
     model = MDNTransformer(config)
     model.alphabet, model.normalizer = alphabet, train_ds.normalizer
@@ -664,6 +665,12 @@ def _alphabet_for(opts: dict, train_s, valid_s, lines: bool):
     return _init_alphabet(opts, train_s + valid_s, lines) or Alphabet.from_texts(
         [s.text for s in train_s] + [s.text for s in valid_s], extra=" " if lines else ""
     )
+
+
+def _with_dropout(opts: dict, config):
+    """``--dropout`` on a transformer's configuration: a training setting, not architecture, so it also applies
+    to a model from ``--init``."""
+    return config if opts.get("dropout") is None else dataclasses.replace(config, dropout=float(opts["dropout"]))
 
 
 def _init_config(opts: dict, config, model_cls: type, given: dict[str, str]):
