@@ -156,14 +156,13 @@ def _attn_inputs(q, k, v):
 class SelfAttention(nn.Module):
     """Causal multi-head self-attention through ``F.scaled_dot_product_attention`` (fused q/k/v projection)."""
 
-    def __init__(self, d_model: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, d_model: int, n_head: int, bias: bool = True):
         super().__init__()
         if d_model % n_head:
             raise ValueError(f"d_model={d_model} must be divisible by n_head={n_head}")
         self.n_head, self.head_dim = n_head, d_model // n_head
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
-        self.dropout = dropout
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
@@ -174,14 +173,15 @@ class SelfAttention(nn.Module):
             k, v = cache.append(k.to(cache.kv.dtype), v.to(cache.kv.dtype))
             q = q.to(k.dtype)
         q, k, v, back = _attn_inputs(q, k, v)
-        p = self.dropout if self.training else 0.0
+        # no dropout on these attention probabilities: a dropout_p sends PyTorch's CPU attention from the fused
+        # causal kernel to the one that materialises every T x T score; the block's residual dropout regularises
         if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
         elif T == 1:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v)
         else:  # several new tokens after a cached prefix: bottom-right aligned causal mask
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         if back is not None:
             y = y.to(back)
         return self.proj(y.transpose(1, 2).reshape(B, T, C).to(x.dtype))
@@ -245,7 +245,7 @@ class Block(nn.Module):
     ):
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model, bias=bias)
-        self.attn = SelfAttention(d_model, n_head, dropout, bias)
+        self.attn = SelfAttention(d_model, n_head, bias)
         self.cross = None
         if cross:
             self.ln2 = nn.LayerNorm(d_model, bias=bias)
