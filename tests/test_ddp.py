@@ -59,6 +59,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             result["loss"] = torch.tensor([r["loss"] for r in t.history], dtype=torch.float64)
             result["valid"] = torch.tensor([t.validation[-1]["nll_per_sequence"]], dtype=torch.float64)
             save_file({k: v.contiguous() for k, v in result.items()}, os.path.join(out_dir, f"{clip}{rank}.safetensors"))
+        dist.barrier()  # both ranks done before either tears gloo down (a rank leaving early can abort the other)
     finally:
         dist.destroy_process_group()
 
