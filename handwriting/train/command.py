@@ -84,8 +84,8 @@ def configure(parser) -> None:
         m.add_argument(f"--{name}", type=int, help="Graves networks: override the size preset")
     for name in ("d-model", "n-layer", "n-head", "block-size"):
         m.add_argument(f"--{name}", type=int, help="transformers: override the size preset")
-    m.add_argument("--dropout", type=float, metavar="P", help="transformers: dropout in attention, MLP and "
-                   "embeddings while training (default 0; with --init, the starting model's)")
+    m.add_argument("--dropout", type=float, metavar="P", help="transformers: dropout on the residual branches, "
+                   "the embeddings and the cross-attention while training (default 0; with --init, the starting model's)")
     m.add_argument("--end-marker", action=argparse.BooleanOptionalAction, default=None,
                    help="cursive transformer: a learned end-of-text character after every text (default: on for a "
                    "new model; with --init, --end-marker adds one to a model that has none)")
