@@ -50,8 +50,9 @@ def start_nll(run: Path, model) -> float:
     first = resolve_model(str(ckpts(run)[0][1])).meta["training"]["options"]
     opts = {**DEFAULTS, **{k: v for k, v in first.items() if k in DEFAULTS}, "init": None, "progress": False,
             "out": tempfile.mkdtemp(prefix="learning-curve-")}  # the trainer may log there; never the run's folder
-    if getattr(model.config, "block_size", None):
-        opts["block_size"] = model.config.block_size
+    # built as if fine-tuning ``model``: its architecture, alphabet and tokenizer (a tokenizer fitted afresh to
+    # data other than bigbank's would score it in the wrong units)
+    opts["_init"] = (model, {"source": "the model measured"})
     net, train, valid, config, _, _ = build_training(opts)
     net.load_state_dict(model.state_dict())
     with torch.no_grad():

@@ -53,3 +53,16 @@ def test_averaged_checkpoints_hold_the_mean_of_their_weights(tmp_path):
         torch.testing.assert_close(v, (a[k] + b[k]) / 2 if v.is_floating_point() else b[k])
     assert [d["sha256"] for d in meta["training"]["averaged_from"]] == [
         ckpt.read_meta(out / f"step{s}")["weights"]["sha256"] for s in (2, 4)]
+
+
+def test_start_nll_of_a_fine_tuned_transformer_uses_its_own_tokenizer(tmp_path):
+    """A transformer fine-tuned on data that is not bigbank's: its start is scored with its own architecture and
+    tokenizer (a tokenizer fitted afresh to the data has another scale), so a checkpoint of the run scores what the
+    run recorded."""
+    out = tmp_path / "run"
+    argv = ["train", "transformer", "--data", "synthetic", "--init", "cursive-transformer-tiny", "--steps", "2",
+            "--synthetic", "24", "--batch-size", "4", "--valid-lines", "8", "--out", str(out), "--eval-every", "2",
+            "--checkpoint-every", "2", "--keep-checkpoints", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    step2 = resolve_model(str(out / "step2"))
+    assert start_nll(out, step2) == pytest.approx(step2.meta["metrics"]["nll_per_point"], rel=1e-5)

@@ -23,6 +23,7 @@ from handwriting.strokes import (
     downsample,
     drop_points,
     from_strokes,
+    grid_resample,
     resample,
     rotate,
     scale,
@@ -249,6 +250,39 @@ def test_resample_is_exact_on_a_straight_line():
     np.testing.assert_allclose(np.diff(out[:, 0]), 0.5, atol=1e-5)
     with pytest.raises(ValueError, match="spacing must be > 0"):
         resample(from_strokes([np.zeros((2, 2))]), 0)
+
+
+@FAST
+@given(st.integers(0, 2**32 - 1), st.floats(0.5, 3.0))
+def test_grid_resample_puts_every_point_on_the_grid_one_step_apart(seed, step):
+    """A recorder's lattice: every point on the grid, consecutive points of a stroke one chessboard step apart
+    (within the rounding), strokes and their ends kept, the path within half a grid cell of the original."""
+    rng = np.random.default_rng(seed)
+    grid = step / 2
+    strokes = polyline_strokes(rng, k=int(rng.integers(1, 5)), n=int(rng.integers(2, 30)))
+    strokes.append(np.array([[0.3, 0.4]]))  # a dot stays a dot (on the grid)
+    out = to_strokes(grid_resample(from_strokes(strokes), step, grid))
+    assert len(out) == len(strokes)
+    for a, s in zip(out, strokes):
+        assert np.allclose(a / grid, np.round(a / grid), atol=1e-3)
+        np.testing.assert_allclose(a[[0, -1]], np.round(s[[0, -1]] / grid) * grid, atol=1e-3)
+        if len(a) > 1:
+            moves = np.abs(np.diff(a, axis=0)).max(axis=1)
+            assert moves.min() >= grid - 1e-3 and moves.max() <= step + grid + 1e-3
+            # every point lies near the original polyline
+            seg_a, seg_b = s[:-1], s[1:]
+            d = seg_b - seg_a
+            t = np.clip(np.einsum("pij,ij->pi", a[:, None] - seg_a[None], d) / np.maximum((d * d).sum(1), 1e-12), 0, 1)
+            near = np.linalg.norm(a[:, None] - (seg_a[None] + t[..., None] * d[None]), axis=2).min(axis=1)
+            assert near.max() <= grid * 0.71 + 1e-3
+
+
+def test_grid_resample_walks_a_straight_line_in_equal_steps():
+    """bigbank's recording: (0, 0) → (0.1, 0.05) at step 0.01 on a 0.005 grid is ten moves of (0.01, 0.005)."""
+    out = grid_resample(from_strokes([np.array([[0.0, 0.0], [0.1, 0.05]])]), 0.01, 0.005)
+    np.testing.assert_allclose(out[1:, :2], np.tile([0.01, 0.005], (10, 1)), atol=1e-6)
+    with pytest.raises(ValueError, match="step and grid must be > 0"):
+        grid_resample(out, 0, 0.005)
 
 
 @FAST

@@ -70,7 +70,16 @@ import numpy as np
 
 from .._io import atomic_write
 from ..errors import DataError
-from ..strokes import Sample, check_offsets, from_strokes, reorder_late_marks, stroke_slices, to_absolute
+from ..strokes import (
+    Sample,
+    check_offsets,
+    from_strokes,
+    grid_resample,
+    reorder_late_marks,
+    stroke_slices,
+    to_absolute,
+    to_strokes,
+)
 
 __all__ = [
     "BIGBANK_ALPHABET",
@@ -78,6 +87,7 @@ __all__ = [
     "VERSION",
     "MAX_JUMP",
     "MAX_ZIP_MEMBER",
+    "bigbank_pen",
     "load_bigbank",
     "load_samples",
     "load_synthbank",
@@ -210,6 +220,21 @@ def _is_finite_number(v: Any) -> bool:
 
 # ----------------------------------------------------------------------------------------------------------
 # bigbank
+
+#: How bigbank was recorded (in its loaded units, x after the aspect ratio): a point each time the pen moved
+#: 0.01 along its larger axis, every point on a 0.005 grid, and x then stored divided by the aspect ratio 6 and
+#: rounded to 4 decimals (so x moves of 0.0048 and 0.0054 for one grid step).
+BIGBANK_STEP, BIGBANK_GRID, BIGBANK_ASPECT = 0.01, 0.005, 6.0
+
+
+def bigbank_pen(offsets: np.ndarray) -> np.ndarray:
+    """``offsets`` (bigbank units) as bigbank's recorder would have stored them: on its lattice.  The cursive
+    transformer learns that lattice exactly, so ink from anywhere else (a model's writing, an augmented word)
+    must be put on it before the network can learn from it as from bigbank."""
+    strokes = to_strokes(grid_resample(offsets, BIGBANK_STEP, BIGBANK_GRID))
+    for s in strokes:
+        s[:, 0] = BIGBANK_ASPECT * np.round(s[:, 0] / BIGBANK_ASPECT, 4)
+    return from_strokes(strokes).astype(np.float32)
 
 
 def load_bigbank(
