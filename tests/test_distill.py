@@ -97,6 +97,18 @@ def test_only_lines_read_back_exactly_are_kept(tmp_path, monkeypatch):
     assert manifest["written"] == 12 and manifest["kept"] == len(kept) == 6
     assert manifest["kept_by_bias"] == {"1.0": {"written": 8, "kept": 4}, "2.0": {"written": 4, "kept": 2}}
     chars = "".join(sorted(set(reader.alphabet.chars) - {" "}))
-    texts = distill_data.distill_texts(12, chars, {s.text for s in _bigbank_words()} | distill_data.evaluation_texts(chars))
+    held = {s.text for s in _bigbank_words()} | distill_data.evaluation_texts(chars)
+    texts = distill_data.distill_texts(12, chars, held)
     assert [s.text for s in kept] == texts[::2]
     assert all(_on_bigbank_lattice(s.offsets) for s in kept)
+
+
+@pytest.mark.parametrize("argv, message", [(["-n", "0"], "-n and --batch must be at least 1"),
+                                           (["--batch", "0"], "-n and --batch must be at least 1"),
+                                           (["--bias", "-1"], "--bias must be >= 0")])
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
+    out = tmp_path / "d.json"
+    with pytest.raises(SystemExit):
+        distill_data.main(argv + ["-o", str(out)])
+    assert message in capsys.readouterr().err
+    assert not out.exists()
