@@ -272,7 +272,8 @@ def test_grid_resample_puts_every_point_on_the_grid_one_step_apart(seed, step):
             # every point lies near the original polyline
             seg_a, seg_b = s[:-1], s[1:]
             d = seg_b - seg_a
-            t = np.clip(np.einsum("pij,ij->pi", a[:, None] - seg_a[None], d) / np.maximum((d * d).sum(1), 1e-12), 0, 1)
+            along = np.einsum("pij,ij->pi", a[:, None] - seg_a[None], d)
+            t = np.clip(along / np.maximum((d * d).sum(1), 1e-12), 0, 1)
             near = np.linalg.norm(a[:, None] - (seg_a[None] + t[..., None] * d[None]), axis=2).min(axis=1)
             assert near.max() <= grid * 0.71 + 1e-3
 
