@@ -876,6 +876,25 @@ def test_train_recipe_trains_keeps_snapshots_and_then_resumes_or_just_loads(tmp_
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("data, lattice", [("bigbank", True), ("synthetic", False)])
+def test_the_transformer_puts_augmented_bigbank_words_back_on_its_lattice(data, lattice):
+    """--augment on bigbank-like data re-records each augmented word on bigbank's lattice (the tokens show it,
+    and ink off it costs the network several nats a token); other data has no such recorder."""
+    from argparse import Namespace
+
+    from handwriting.datasets.jsonink import bigbank_pen
+    from handwriting.strokes import Sample
+    from handwriting.train.command import _options
+    from handwriting.train.recipes import _transformer_setup
+
+    opts = _options(Namespace(model="transformer", data=data, augment=True, size="tiny"))
+    rng = np.random.default_rng(0)
+    words = [Sample(np.c_[rng.normal(0, 0.02, (30, 2)), np.eye(30)[-1]].astype(np.float32), t) for t in ["ab", "ba"]]
+    _, train_loader, valid_loader, _, _ = _transformer_setup(opts, "transformer", words, words, {})
+    assert (train_loader.dataset.pen is bigbank_pen) == lattice and train_loader.dataset.augment is not None
+    assert valid_loader.dataset.augment is None
+
+
 def test_generator_augmentation_keeps_the_writers_slant():
     """--augment on a generator varies shear, scale and rotation around the writer's own hand: over many draws
     the mean slant of an upright stroke stays upright, where the cursive transformer paper's one-sided shear

@@ -378,6 +378,34 @@ def test_token_dataset_and_collate():
         TokenDataset(words, tok, al, text_len=2)
 
 
+def test_token_dataset_with_a_pen_augments_and_rerecords_each_word_before_downsampling():
+    """With ``pen`` each word is augmented, then re-recorded (the recorder's lattice), then downsampled, and the
+    stitched line is not augmented again: the tokens are exactly those of that pipeline."""
+    from handwriting.datasets.jsonink import bigbank_pen
+    from handwriting.strokes import augment, downsample
+
+    words = [word(60, i, t) for i, t in enumerate(["ab", "ba", "abc"])]
+    tok, al, aug = PolarTokenizer(), _Alpha("abc "), AugmentConfig()
+    seen = []
+
+    def pen(off):
+        seen.append(off)
+        return bigbank_pen(off)
+
+    ds = TokenDataset(words, tok, al, block_size=400, text_len=12, downsample=(0.5, 0.1), augment=aug, pen=pen, seed=3)
+    it = ds[1]
+    rng = np.random.default_rng([3, 0, 1])
+    expect = augment(words[1].offsets, rng, aug)
+    assert len(seen) == 1 and np.allclose(seen[0], expect)
+    frac = float(np.clip(0.5 + 0.1 * (rng.random() - 0.5), 0.0, 0.95))
+    off = downsample(bigbank_pen(expect), frac, rng)
+    off[0, :2] = 0.0
+    assert np.array_equal(it["tokens"], tok.encode(off))
+    lines = TokenDataset(words, tok, al, block_size=400, text_len=12, words_per_line=2, augment=aug, pen=pen, seed=3)
+    seen.clear()
+    assert lines[0]["text"].count(" ") == 1 and len(seen) == 2  # once per word of the line
+
+
 @pytest.mark.parametrize("end_marker", [False, True])
 def test_overfit_one_bigbank_word(bigbank_path, end_marker):
     """A tiny model memorises one real word in a few seconds; greedy decoding then writes it back."""

@@ -9,7 +9,7 @@ in the import order.  :mod:`handwriting.models.transformer` re-exports the three
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -84,7 +84,11 @@ class TokenDataset(torch.utils.data.Dataset):
       ``text_len``) and puts ``WORD WORD`` between the words' tokens;
     * ``downsample=(mean, width)`` removes a fraction ``mean ± width/2`` of each stroke's interior points
       (the paper: 0.65 ± 0.05), a float removes exactly that fraction (evenly spaced);
-    * ``augment`` (an :class:`~handwriting.strokes.AugmentConfig`) applies a random shear/scale/rotation;
+    * ``augment`` (an :class:`~handwriting.strokes.AugmentConfig`) applies a random shear/scale/rotation to the
+      line; with ``pen`` (a function that re-records ink as the data's recorder did, such as
+      :func:`~handwriting.datasets.jsonink.bigbank_pen`) each word is augmented and re-recorded by ``pen``
+      before it is downsampled, so that augmented ink keeps the recorder's lattice, which the tokens would
+      otherwise show;
     * ``zero_start`` sets the first offset to (0, 0): the pen's starting position carries no information
       and would otherwise cost a long first jump;
     * sequences longer than ``block_size + 1`` tokens are cut (the model then sees a prefix without END).
@@ -102,6 +106,7 @@ class TokenDataset(torch.utils.data.Dataset):
         text_len: int = 50,
         downsample: float | tuple[float, float] | None = None,
         augment: AugmentConfig | None = None,
+        pen: Callable[[np.ndarray], np.ndarray] | None = None,
         words_per_line: int = 1,
         zero_start: bool = True,
         seed: int = 0,
@@ -115,6 +120,7 @@ class TokenDataset(torch.utils.data.Dataset):
         self.text_len = int(text_len)
         self.downsample = downsample
         self.augment = augment
+        self.pen = pen
         self.words_per_line = int(words_per_line)
         self.zero_start = zero_start
         self.seed = int(seed)
@@ -146,6 +152,11 @@ class TokenDataset(torch.utils.data.Dataset):
             return _downsample(off, frac, rng)
         return _downsample(off, float(d))
 
+    def _word(self, off: np.ndarray, rng) -> np.ndarray:
+        if self.augment is None or self.pen is None:
+            return off
+        return self.pen(_augment(off, rng, self.augment))
+
     def __getitem__(self, i: int) -> dict:
         rng = self._rng(i)
         idx = [i]
@@ -155,7 +166,7 @@ class TokenDataset(torch.utils.data.Dataset):
             idx += [int(j) + (j >= i) for j in others]
             while len(idx) > 1 and sum(len(self._text_ids[j]) for j in idx) + len(idx) - 1 > self.text_len:
                 idx.pop()
-        words = [self.samples[j].replace(offsets=self._prepare(self.samples[j].offsets, rng)) for j in idx]
+        words = [self.samples[j].replace(offsets=self._prepare(self._word(self.samples[j].offsets, rng), rng)) for j in idx]
         if len(words) == 1:
             off, text, starts = words[0].offsets, words[0].text, None
             text_ids = self._text_ids[i]
@@ -164,7 +175,7 @@ class TokenDataset(torch.utils.data.Dataset):
             off, text = line.offsets, line.text
             starts = np.cumsum([len(w.offsets) for w in words])[:-1]
             text_ids = _alphabet_encode(self.alphabet, text)
-        if self.augment is not None:
+        if self.augment is not None and self.pen is None:
             off = _augment(off, rng, self.augment)
         if self.zero_start:
             off = off.copy()

@@ -76,7 +76,7 @@ def configure(parser) -> None:
     g.add_argument("--real-share", type=float, metavar="F", help="--data hands, Graves networks: the share of training lines in "
                    "restyled real ink, the rest written by synthetic writers of every font (default 0.6; validation lines keep 0.6)")
     g.add_argument("--repeat-real", type=int, metavar="K", help="recognizer: augmented copies of each real training word (default 2)")
-    g.add_argument("--augment", action="store_true", default=None, help="random shear/scale/rotation of the training data (generators: shear centred on zero, so the writer keeps its slant)")
+    g.add_argument("--augment", action="store_true", default=None, help="random shear/scale/rotation of the training data (generators: shear centred on zero, so the writer keeps its slant; the transformer on bigbank-like data re-records each augmented word on bigbank's lattice)")
     g.add_argument("--downsample", type=float, metavar="F", help="Graves networks: drop this fraction of each stroke's interior points (default 0.65 for bigbank, as the cursive transformer does; else 0)")
     m = parser.add_argument_group("model")
     m.add_argument("--size", choices=("tiny", "small", "paper"), help="preset model size (default small)")

@@ -18,6 +18,7 @@ from torch import nn
 from .. import checkpoint as ckpt
 from .._io import portable_arg, portable_path
 from ..datasets.download import sha256_file
+from ..datasets.jsonink import bigbank_pen
 from ..datasets.sources import is_cursive_data, is_many_hands, load_data
 from ..datasets.writers import ManyHands, split_lines
 from ..datasets.torch_data import Alphabet, BucketBatchSampler, StitchedLines, StrokeDataset, make_loader
@@ -293,8 +294,10 @@ def _transformer_setup(opts, kind, train_s, valid_s, info):
         text_len = config.text_len
     config = _with_dropout(opts, config)
     common = dict(tokenizer=tok, alphabet=alphabet, block_size=config.block_size, text_len=text_len, words_per_line=wpl_n)
+    # bigbank's words augmented are put back on its recorder's lattice, which the tokens show
+    pen = bigbank_pen if is_cursive_data(opts["data"]) else None
     train_ds = TokenDataset(
-        train_s, downsample=(0.65, 0.1), augment=generator_augment(opts), seed=seed, **common
+        train_s, downsample=(0.65, 0.1), augment=generator_augment(opts), pen=pen, seed=seed, **common
     )
     valid_ds = TokenDataset(valid_s, downsample=0.65, seed=seed + 1, **common)
     torch.manual_seed(seed)
