@@ -166,7 +166,8 @@ class TokenDataset(torch.utils.data.Dataset):
             idx += [int(j) + (j >= i) for j in others]
             while len(idx) > 1 and sum(len(self._text_ids[j]) for j in idx) + len(idx) - 1 > self.text_len:
                 idx.pop()
-        words = [self.samples[j].replace(offsets=self._prepare(self._word(self.samples[j].offsets, rng), rng)) for j in idx]
+        words = [self.samples[j].replace(offsets=self._prepare(self._word(self.samples[j].offsets, rng), rng))
+                 for j in idx]
         if len(words) == 1:
             off, text, starts = words[0].offsets, words[0].text, None
             text_ids = self._text_ids[i]
