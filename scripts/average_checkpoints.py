@@ -1,8 +1,11 @@
-"""Average the weights of several checkpoints of one run (Polyak averaging after the fact; "model soup" of a run).
+"""Average the weights of several checkpoints of one run (Polyak averaging after the fact; "model soup" of a run),
+or of several networks fine-tuned from one start (a model soup across runs, Wortsman et al. 2022).
 
     python scripts/average_checkpoints.py RUN_DIR --steps 2000 2250 2500 -o runs/x/avg2000-2500
+    python scripts/average_checkpoints.py --models cursive-transformer-bigbank runs/x/avg2000-2500 -o runs/soup
 
-The checkpoints must share the architecture (one run, or a run and its --resume).  Floating-point tensors are
+The checkpoints must share the architecture (one run, or a run and its --resume; or runs that began from one
+network with --init: weights far apart in training average to nonsense).  Floating-point tensors are
 averaged element-wise; the rest (counters, masks) are taken from the last checkpoint, as are the alphabet,
 normaliser, tokenizer and training record.  The output's ``training.averaged_from`` lists the steps and weights
 SHA-256 it averages, and its ``metrics`` are dropped: nobody measured the average yet.
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 
 from handwriting import checkpoint as ckpt
+from handwriting.pretrained import find_pretrained
 
 
 def average(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
@@ -34,15 +38,23 @@ def average(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--steps", type=int, nargs="+", required=True)
+    ap.add_argument("run", type=Path, nargs="?", help="the run directory whose stepN checkpoints --steps names")
+    ap.add_argument("--steps", type=int, nargs="+")
+    ap.add_argument("--models", nargs="+", metavar="MODEL", help="instead of RUN --steps: checkpoint paths or "
+                    "pretrained names, averaged with equal weights")
     ap.add_argument("--output", "-o", type=Path, required=True)
     args = ap.parse_args(argv)
-    paths = [args.run / f"step{s}" for s in args.steps]
+    if (args.models is None) == (args.run is None or args.steps is None):
+        ap.error("give RUN_DIR --steps N... or --models MODEL...")
+    if args.models is None:
+        paths = [args.run / f"step{s}" for s in args.steps]
+        sources = [{"step": s} for s in args.steps]
+    else:
+        paths = [find_pretrained(m) if not Path(m).with_suffix(".safetensors").exists() else Path(m) for m in args.models]
+        sources = [{"model": m} for m in args.models]
     model, meta = average(paths)
     training = dict(meta.get("training") or {})
-    training["averaged_from"] = [{"step": s, "sha256": ckpt.read_meta(p)["weights"]["sha256"]}
-                                 for s, p in zip(args.steps, paths)]
+    training["averaged_from"] = [{**src, "sha256": ckpt.read_meta(p)["weights"]["sha256"]} for src, p in zip(sources, paths)]
     extra = {k: v for k, v in meta.items() if k == "description"}  # alphabet, normaliser, tokenizer: the model's own
     extra["training"] = training
     print(ckpt.save_model(args.output, model, extra))

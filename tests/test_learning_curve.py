@@ -53,6 +53,17 @@ def test_averaged_checkpoints_hold_the_mean_of_their_weights(tmp_path):
         torch.testing.assert_close(v, (a[k] + b[k]) / 2 if v.is_floating_point() else b[k])
     assert [d["sha256"] for d in meta["training"]["averaged_from"]] == [
         ckpt.read_meta(out / f"step{s}")["weights"]["sha256"] for s in (2, 4)]
+    # --models: any checkpoints of one architecture (a soup across runs), each by its path and SHA-256
+    soup = [str(out / "step2"), str(tmp_path / "avg")]
+    assert average_main(["--models", *soup, "-o", str(tmp_path / "soup")]) == 0
+    mixed, meta = ckpt.load_model(tmp_path / "soup")
+    for k, v in mixed.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (3 * a[k] + b[k]) / 4)
+    assert [(d["model"], d["sha256"]) for d in meta["training"]["averaged_from"]] == [
+        (m, ckpt.read_meta(m)["weights"]["sha256"]) for m in soup]
+    with pytest.raises(SystemExit):
+        average_main([str(out), "-o", str(tmp_path / "x")])  # a run without --steps
 
 
 def test_start_nll_of_a_fine_tuned_transformer_uses_its_own_tokenizer(tmp_path):

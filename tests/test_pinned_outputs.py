@@ -7,7 +7,8 @@ order in which it uses the random generator) fails here; a deliberate one update
 (graves-synthesis-bigbank: new weights three times — fine-tuned on bigbank + synthbank, then retrained from scratch
 with the default recipe continued to 3,200 steps, then continued 2,000 more at a quarter of its rate; the cursive transformers: the bias became min-p truncation instead of
 a temperature, 2026-12-02; cursive-transformer-bigbank: new weights twice on 2026-12-03 — a warm restart averaged over its checkpoints, then a
-from-scratch run averaged over its late checkpoints)."""
+from-scratch run averaged over its late checkpoints — and again on 2026-12-07: that network averaged with its continuation on
+distilled words, a model soup)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ PLAIN = {
                             ((-0.006988849490880966, -0.008823920041322708), (0.012670695781707764, 0.004357405938208103))),
     "graves-synthesis-bigbank": (85, 1, (0.5751058680471033, 0.08470399770885706),  # new weights (continued 2,000 steps), 2026-12-02
                                  ((0.019578438252210617, 0.014620274305343628), (-0.0041213082149624825, 0.03004918247461319))),
-    "cursive-transformer-bigbank": (130, 1, (0.6948219583136961, 0.10068110856809653),  # new weights (from scratch, averaged), 2026-12-03
-                                   ((0.014628073200583458, 0.025060322135686874), (0.029421290382742882, 0.010026243515312672))),
+    "cursive-transformer-bigbank": (130, 1, (0.6752096792624798, 0.09716203276184388),  # new weights (a soup of two runs), 2026-12-07
+                                   ((0.03542318195104599, 0.06068580597639084), (0.02062094211578369, 0.009775510057806969))),
     "mdn-transformer-bigbank": (13, 2, (0.058481983840465546, 0.07229911477770656),
                                ((0.009902825579047203, 0.0020258305594325066), (-0.00010627927258610725, -0.010751758702099323))),
 }  # fmt: skip

@@ -588,6 +588,25 @@ def test_cli_dropout_reaches_the_model_and_is_refused_where_there_is_none(tmp_pa
     assert "only the transformers have dropout" in capsys.readouterr().err
 
 
+def test_cli_text_dropout_reaches_the_cursive_transformer_only(tmp_path, capsys):
+    from handwriting.cli import main
+
+    base = ["train", "transformer", "--data", "synthetic", "--size", "tiny", "--synthetic", "16", "--batch-size", "4",
+            "--steps", "1", "--no-progress", "--sample-every", "100"]  # fmt: skip
+    assert main(base + ["--text-dropout", "0.2", "--out", str(tmp_path / "a")]) == 0
+    a, meta = ckpt.load_model(tmp_path / "a" / "final")
+    assert a.config.text_dropout == 0.2 and meta["model"]["config"]["text_dropout"] == 0.2
+    # with --init: a training setting, so the new share replaces the starting model's
+    assert main(base + ["--text-dropout", "0.1", "--init", str(tmp_path / "a" / "final"), "--out", str(tmp_path / "b")]) == 0
+    assert ckpt.load_model(tmp_path / "b" / "final")[0].config.text_dropout == 0.1
+    capsys.readouterr()
+    assert main(base + ["--text-dropout", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "--text-dropout 1" in capsys.readouterr().err
+    mdn = ["train", "mdn-transformer", "--data", "synthetic", "--text-dropout", "0.1", "--out", str(tmp_path / "m")]
+    assert main(mdn) == 2
+    assert "only the cursive transformer hides its text" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind,module", [("transformer", "handwriting.models.transformer"), ("mdn-transformer", "handwriting.models.mdn_transformer")])
 def test_cli_init_starts_from_saved_weights_and_refuses_another_architecture(tmp_path, capsys, kind, module):
     _require(module)

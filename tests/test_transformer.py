@@ -293,6 +293,63 @@ def test_writing_watches_the_end_marker():
     assert rows.stopped == [bool((t == END).any()) for t in toks]
 
 
+def test_text_dropout_hides_the_text_of_the_rows_it_draws_and_only_while_training():
+    """A row whose text is hidden learns as if it had no text (its loss is that of the zero-context forward), the
+    others as before; the rows are drawn from the global generator (a resumed run draws the same); eval mode and
+    ``text_dropout=0`` hide nothing."""
+    m = tiny(seed=1, text_dropout=0.5).train()
+    text, mask = texts()
+    toks = torch.randint(4, 40, (3, 20), generator=torch.Generator().manual_seed(2))
+    toks[:, 0] = BOS
+    batch = TokenBatch(toks, torch.ones_like(toks, dtype=torch.bool), text, mask, ["?"] * 3)
+    torch.manual_seed(11)
+    hide = torch.rand(3) < 0.5
+    assert 0 < int(hide.sum()) < 3  # this seed hides some rows, not all
+    torch.manual_seed(11)
+    got = m.training_step(batch)["nll_sum"]
+    with torch.no_grad():
+        seen = F.cross_entropy(m(toks[:, :-1], text, mask).transpose(1, 2), toks[:, 1:], reduction="none").sum(1)
+        blind = F.cross_entropy(m(toks[:, :-1], text, mask, zero_context=True).transpose(1, 2), toks[:, 1:],
+                                reduction="none").sum(1)
+    assert not torch.allclose(seen, blind)
+    assert got == pytest.approx(float(torch.where(hide, blind, seen).sum()), rel=1e-5)
+    m.eval()
+    with torch.no_grad():
+        assert m.training_step(batch)["nll_sum"] == pytest.approx(float(seen.sum()), rel=1e-5)
+    # the embedding hides exactly the rows asked for
+    rows = torch.tensor([False, True, False])
+    ctx = m.text(text, rows)
+    assert ctx[1].abs().sum() == 0 and torch.equal(ctx[[0, 2]], m.text(text)[[0, 2]])
+
+
+@pytest.mark.parametrize("return_attention", [False, True])
+def test_guided_sampling_takes_the_argmax_of_the_guided_logits(return_attention):
+    """Greedy decoding with classifier-free guidance picks, at every step, the argmax of c + g (c - u) computed
+    directly from two full forward passes (with the text, and with it hidden); guidance 0 is plain sampling."""
+    m = tiny(seed=3, text_dropout=0.1)
+    with torch.no_grad():  # a text that matters: the random tiny model hardly listens to it otherwise
+        m.text.char_emb.weight.mul_(30)
+    text, mask = texts()
+    g = 1.5
+    out = m.generate(text, mask, max_new_tokens=15, greedy=True, guidance=g, return_attention=return_attention)
+    out = out[0] if return_attention else out
+    with torch.no_grad():
+        c = m(out[:, :-1], text, mask)
+        u = m(out[:, :-1], text, mask, zero_context=True)
+        guided = c + g * (c - u)
+        guided[..., [PAD, BOS]] = float("-inf")
+    for r in range(3):
+        row = out[r].tolist()
+        n = row.index(END) + 1 if END in row else len(row)
+        assert torch.equal(guided[r, : n - 1].argmax(-1), out[r, 1:n])
+    noise = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    plain = m.generate(text, mask, max_new_tokens=15, generator=noise())
+    assert not torch.equal(m.generate(text, mask, max_new_tokens=15, generator=noise(), guidance=g), plain)
+    assert torch.equal(m.generate(text, mask, max_new_tokens=15, generator=noise(), guidance=0.0), plain)
+    with pytest.raises(ValueError, match="text_dropout"):
+        tiny(seed=3).generate(text, mask, max_new_tokens=5, guidance=1.0)  # it never learnt the hidden-text branch
+
+
 def test_training_step_contract_and_padding():
     m = tiny().train()
     text, mask = texts()

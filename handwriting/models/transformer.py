@@ -323,6 +323,9 @@ class CursiveTransformerConfig:
     # an extra, learned "end of text" character after every text's last one: something cross-attention can
     # move on to when the word is written, so that END is easy to predict (off in models saved before it)
     end_marker: bool = False
+    # the share of training rows whose text is hidden (zero context), so that the same network also learns to
+    # write without it: what classifier-free guidance needs at sampling (``generate(guidance=...)``)
+    text_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -363,12 +366,15 @@ class TextEmbedding(nn.Module):
         mask[rows, n] = True
         return text, mask
 
-    def forward(self, text: torch.Tensor, zero_context: bool = False) -> torch.Tensor:
+    def forward(self, text: torch.Tensor, zero_context: bool | torch.Tensor = False) -> torch.Tensor:
+        """``zero_context``: ``True`` hides the text of every row, a ``(B,)`` bool tensor that of some rows."""
         U = text.shape[1] - self.end_marker
         if U > self.text_len:
             raise ValueError(f"text of {U} characters exceeds text_len={self.text_len}; shorten it or split it "
                              "into lines")
         ctx = self.char_emb(text) + self.pos_emb.weight[: text.shape[1]]
+        if isinstance(zero_context, torch.Tensor):
+            return ctx.masked_fill(zero_context.reshape(-1, 1, 1), 0.0)
         return torch.zeros_like(ctx) if zero_context else ctx
 
 
@@ -490,7 +496,11 @@ class CursiveTransformer(DecoderBase):
         NLL per predicted token, ``nll_sum`` nats summed over them, ``points`` their number)."""
         tokens, mask = batch.tokens, batch.token_mask
         inp, tgt, m = tokens[:, :-1], tokens[:, 1:], mask[:, 1:]
-        h = self._trunk(self.tok_emb(inp), self.prepare_context(batch.text, batch.text_mask))
+        hide = False
+        if self.training and self.config.text_dropout > 0:
+            hide = torch.rand(tokens.shape[0]) < self.config.text_dropout  # drawn on the CPU: resumes exactly
+            hide = hide.to(tokens.device)
+        h = self._trunk(self.tok_emb(inp), self.prepare_context(batch.text, batch.text_mask, hide))
         if not bool(m.all()):
             h, tgt = h[m], tgt[m]  # only positions with a target reach the (vocabulary-sized) head
         h, tgt = h.reshape(-1, h.shape[-1]), tgt.reshape(-1)
@@ -539,6 +549,7 @@ class CursiveTransformer(DecoderBase):
         min_new_tokens: int = 0,
         min_p: float = 0.0,
         end_attention: float | None = None,
+        guidance: float = 0.0,
     ):
         """Sample token sequences for a batch of texts.
 
@@ -554,7 +565,10 @@ class CursiveTransformer(DecoderBase):
         ``zero_context=True`` is the paper's ablation (no text); ``min_new_tokens`` forbids ``END`` before that
         many new tokens.  ``end_attention`` (a model with an end marker; :data:`END_ATTENTION` when writing)
         ends a row with ``END`` after a point that lifts the pen once the row's cross-attention puts more than that
-        share on the end marker (:func:`attention_says_end`)."""
+        share on the end marker (:func:`attention_says_end`).  ``guidance`` > 0 (a model trained with
+        ``text_dropout``) is classifier-free guidance: every row is also run with its text hidden, and the logits
+        become ``c + guidance · (c − u)`` (``c`` with the text, ``u`` without), which pushes the pen towards what
+        the text asks for (Ho & Salimans 2022; Sanchez et al. 2023 for language models)."""
         device = next(self.parameters()).device
         text_ids = torch.as_tensor(text_ids, device=device)
         if text_ids.dim() == 1:
@@ -583,8 +597,20 @@ class CursiveTransformer(DecoderBase):
             raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
         if not 0.0 <= min_p < 1.0:
             raise ValueError(f"min_p must be in [0, 1), got {min_p}")
-        context = self.prepare_context(text_ids, text_mask, zero_context)
-        caches = self.new_caches(B, min(P + n_new, self.config.block_size), device)
+        if guidance < 0 or (guidance > 0 and not self.config.text_dropout > 0):
+            raise ValueError(f"guidance={guidance}: give 0, or a positive weight for a network trained with "
+                             "text_dropout > 0 (`handwriting train transformer --text-dropout P`); this one never "
+                             "learnt to write without its text")
+        guided = guidance > 0 and self.text is not None and not zero_context
+        if guided:  # rows B.. are the same texts hidden: one batch of 2B, every step
+            if text_mask is None:
+                text_mask = text_ids != 0
+            hide = torch.arange(2 * B, device=device) >= B
+            context = self.prepare_context(text_ids.repeat(2, 1), text_mask.repeat(2, 1), hide)
+        else:
+            context = self.prepare_context(text_ids, text_mask, zero_context)
+        rows = 2 * B if guided else B
+        caches = self.new_caches(rows, min(P + n_new, self.config.block_size), device)
         plan = None
         if not return_attention:
             plan = self.decode_plan(context)
@@ -592,14 +618,15 @@ class CursiveTransformer(DecoderBase):
             if not greedy and temperature != 1.0:  # fold the temperature into the head: one operation less
                 wt, b = wt / temperature, b / temperature
             b = b.clone()
-            b[..., [PAD, BOS]] = float("-inf")  # never sampled: folded into the head's bias
+            if not guided:  # (guided: masked after the two halves are combined, as -inf - -inf is nan)
+                b[..., [PAD, BOS]] = float("-inf")  # never sampled: folded into the head's bias
             plan.head = (wt, b)
         weights = [] if return_attention else None
         watch = bool(end_attention) and context is not None and self.text.end_marker and self.tokenizer is not None
         if watch:
             if plan is not None:
                 plan.keep_attention = True
-            end_pos = context.mask[:, 0, 0].sum(1) - 1  # the marker follows the valid characters
+            end_pos = context.mask[:B, 0, 0].sum(1) - 1  # the marker follows the valid characters
             pen_up = self.tokenizer.r_offset + self.tokenizer.n_r  # this token and above: the pen lifts after it
             only_end = torch.full((1, self.config.vocab_size), float("-inf"), device=device)
             only_end[0, END] = 0.0
@@ -607,7 +634,7 @@ class CursiveTransformer(DecoderBase):
         cols = out.unbind(1)
         check_every = 8 if device.type == "cpu" else 32  # how often to look whether every row has ended
         ended, checked = torch.zeros(B, dtype=torch.bool, device=device), 0
-        inp, length = prefix, P + n_new
+        inp, length = (prefix.repeat(2, 1) if guided else prefix), P + n_new
         for i in range(n_new):
             if weights is None and inp.shape[1] == 1:
                 logits = self.decode_step(inp[:, 0], plan, caches)  # the temperature is folded into the plan
@@ -617,17 +644,22 @@ class CursiveTransformer(DecoderBase):
                 if not greedy and temperature != 1.0:
                     logits = logits / temperature
                 if weights is not None:
-                    weights.append(torch.stack(w, 1))  # (B, layers, H, t, U)
+                    weights.append(torch.stack(w, 1)[:B])  # (B, layers, H, t, U)
+                logits[:, [PAD, BOS]] = float("-inf")
+            if guided:
+                c, u = logits[:B], logits[B:]
+                logits = torch.lerp(u, c, 1.0 + guidance)  # u + (1 + g)(c − u) = c + g(c − u)
                 logits[:, [PAD, BOS]] = float("-inf")
             if i < min_new_tokens:
                 logits[:, END] = float("-inf")
             elif watch and i > 0:  # from the first token the model drew itself (i = 0 reads the prefix)
                 attention = plan.cross_attention if weights is None else [a[:, :, -1] for a in w]
-                ends = attention_says_end(attention, end_pos, end_attention) & (inp[:, 0] >= pen_up)
+                attention = [a[:B] for a in attention]  # the rows that see their text
+                ends = attention_says_end(attention, end_pos, end_attention) & (inp[:B, 0] >= pen_up)
                 logits = torch.where(ends[:, None], only_end, logits)  # no host sync: fine on a GPU
             nxt = self.pick(logits, top_k, noise, i, min_p)
             cols[P + i].copy_(nxt)
-            inp = nxt[:, None]
+            inp = (nxt.repeat(2) if guided else nxt)[:, None]
             if (i + 1) % check_every == 0 or i + 1 == n_new:  # only the tokens since the last look
                 ended |= (out[:, P + checked : P + i + 1] == END).any(1)
                 checked = i + 1

@@ -49,6 +49,7 @@ point, in the model's normalised units.
 DEFAULTS: dict[str, Any] = dict(
     model=None, data="synthetic", bigbank=None, steps=2000, epochs=None, batch_size=32, size="small",
     hidden=None, layers=None, mixtures=None, window_mixtures=None, d_model=None, n_layer=None, n_head=None, dropout=None,
+    text_dropout=None,
     block_size=None, lr=None, optimizer=None, schedule=None, step_size=None, gamma=None, warmup=None,
     weight_decay=None, clip=None, clip_norm=None, loss_unit=None, amp="none", device="auto", out=None,
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
@@ -86,6 +87,9 @@ def configure(parser) -> None:
         m.add_argument(f"--{name}", type=int, help="transformers: override the size preset")
     m.add_argument("--dropout", type=float, metavar="P", help="transformers: dropout on the residual branches, "
                    "the embeddings and the cross-attention while training (default 0; with --init, the starting model's)")
+    m.add_argument("--text-dropout", type=float, metavar="P", help="cursive transformer: the share of training lines "
+                   "written with the text hidden, so that sampling can use classifier-free guidance (default 0; with "
+                   "--init, the starting model's)")
     m.add_argument("--end-marker", action=argparse.BooleanOptionalAction, default=None,
                    help="cursive transformer: a learned end-of-text character after every text (default: on for a "
                    "new model; with --init, --end-marker adds one to a model that has none)")
@@ -198,6 +202,8 @@ def _check_options(opts: dict) -> None:
     need("real_share", finite(opts.get("real_share")) and 0 <= opts["real_share"] <= 1, "give a share in [0, 1]")
     need("dropout", finite(opts.get("dropout")) and 0 <= opts["dropout"] < 1, "give a probability in [0, 1)")
     need("dropout", opts.get("model") in ("transformer", "mdn-transformer"), "only the transformers have dropout; leave it out")
+    need("text_dropout", finite(opts.get("text_dropout")) and 0 <= opts["text_dropout"] < 1, "give a probability in [0, 1)")
+    need("text_dropout", opts.get("model") == "transformer", "only the cursive transformer hides its text; leave it out")
     need("downsample", finite(opts.get("downsample")) and 0 <= opts["downsample"] < 1,
          "give the share of each stroke's interior points to drop, in [0, 1)")
     for name in ("lr", "clip_norm"):

@@ -671,9 +671,13 @@ def _alphabet_for(opts: dict, train_s, valid_s, lines: bool):
 
 
 def _with_dropout(opts: dict, config):
-    """``--dropout`` on a transformer's configuration: a training setting, not architecture, so it also applies
-    to a model from ``--init``."""
-    return config if opts.get("dropout") is None else dataclasses.replace(config, dropout=float(opts["dropout"]))
+    """``--dropout`` (and the cursive transformer's ``--text-dropout``) on a transformer's configuration: training
+    settings, not architecture, so they also apply to a model from ``--init``."""
+    if opts.get("dropout") is not None:
+        config = dataclasses.replace(config, dropout=float(opts["dropout"]))
+    if opts.get("text_dropout") is not None:
+        config = dataclasses.replace(config, text_dropout=float(opts["text_dropout"]))
+    return config
 
 
 def _init_config(opts: dict, config, model_cls: type, given: dict[str, str]):
