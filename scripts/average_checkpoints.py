@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from handwriting import checkpoint as ckpt
-from handwriting.pretrained import find_pretrained
+from handwriting.pretrained import PretrainedError, find_pretrained
 
 
 def average(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
@@ -50,7 +50,11 @@ def main(argv=None) -> int:
         paths = [args.run / f"step{s}" for s in args.steps]
         sources = [{"step": s} for s in args.steps]
     else:
-        paths = [find_pretrained(m) if not Path(m).with_suffix(".safetensors").exists() else Path(m) for m in args.models]
+        # a checkpoint path (stem or file, as checkpoint.model_paths reads it), else a pretrained name
+        try:
+            paths = [w if (w := ckpt.model_paths(m)[0]).is_file() else find_pretrained(m) for m in args.models]
+        except PretrainedError as exc:
+            ap.error(f"--models: {exc}")
         sources = [{"model": m} for m in args.models]
     model, meta = average(paths)
     training = dict(meta.get("training") or {})
