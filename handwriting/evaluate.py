@@ -278,6 +278,16 @@ def _same_reader(a, b) -> bool:
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and bool((sa[k] == sb[k]).all()) for k in sa)
 
 
+def check_reranker(what: str, rec, reranker: Any, device: str = "cpu") -> None:
+    """Refuse best-of-N decoding scored by its own reranker (``reranker``: a name or path; ``None`` is
+    ``recognizer-bigbank``): the score would measure nothing."""
+    if _same_reader(rec, load_recognizer(reranker, device=device)):
+        raise EvaluateError(
+            f"{what}: the reranker and the scoring recognizer are the same network, so the score would measure "
+            "nothing; score with another recognizer (--recognizer PATH) than the reranker (--reranker)"
+        )
+
+
 def write_lines(model, texts: Sequence[str], bias: float, seed: int, batch: int = 32, piece_chars: int | None = None,
                 candidates: int = 1, reranker: Any = None) -> tuple[list, float]:
     """Write every text as one line, as :func:`~handwriting.generate.write` writes a line for a user (a line
@@ -436,11 +446,8 @@ def legibility(
     seed = check_seed("legibility: seed (--seed)", seed)
     candidates = check_number("legibility: candidates (--candidates)", candidates, 1, 64, integer=True)
     rec = load_recognizer(recognizer, device=device)
-    if candidates > 1 and _same_reader(rec, load_recognizer(reranker, device=device)):
-        raise EvaluateError(
-            "legibility: the reranker and the scoring recognizer are the same network, so the score would measure "
-            "nothing; score with another recognizer (--recognizer PATH) than the reranker (--reranker)"
-        )
+    if candidates > 1:
+        check_reranker("legibility", rec, reranker, device)
     gen = resolve_model(model, device=device)
     words, source = _texts_for(texts, n, seed, _chars_of(gen), rec, split_from=gen)
     if not words:

@@ -65,6 +65,7 @@ from .evaluate import (
     _write_json,
     bootstrap_ci,
     cer,
+    check_reranker,
     heldout_words,
     load_recognizer,
     style_features,
@@ -242,14 +243,17 @@ def _usable(text: str, chars: set) -> bool:
     return len(text) >= 3 and text.isascii() and text.isalpha() and set(text) <= chars
 
 
-def _model_writes(gen, texts: Sequence[str], prime, bias: float, seed: int, piece_chars: int) -> list:
+def _model_writes(gen, texts: Sequence[str], prime, bias: float, seed: int, piece_chars: int, candidates: int = 1,
+                  reranker: Any = None) -> list:
     """Every target text as one line written by ``gen`` through :func:`~handwriting.generate.write` (in one
-    batch; a text longer than ``piece_chars`` in pieces joined side by side), primed with ``prime`` or not."""
+    batch; a text longer than ``piece_chars`` in pieces joined side by side), primed with ``prime`` or not;
+    ``candidates`` > 1: each piece the best of that many versions, as ``reranker`` reads them."""
     from .generate import write
     from .layout import assemble_lines, line_pieces
     from .strokes import Sample
 
-    w = write("\n".join(texts), model=gen, bias=bias, seed=seed, prime=prime, max_line_chars=piece_chars, line_width=10_000)
+    w = write("\n".join(texts), model=gen, bias=bias, seed=seed, prime=prime, max_line_chars=piece_chars, line_width=10_000,
+              candidates=candidates, reranker=reranker)
     planned = [line_pieces(t, piece_chars) for t in texts]
     if len(w.lines) != sum(len(ps) for ps, _ in planned):
         raise EvaluateError(f"style: the model wrote {len(w.lines)} pieces for {len(texts)} texts")
@@ -268,7 +272,8 @@ def _reader_hands(rec) -> str:
 
 def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, words: str = "heldout", recognizer: Any = None,
             beam_width: int = 1, device: str = "cpu", writers: Sequence | None = None, n_boot: int = N_BOOT,
-            fit_words: int = 0, fit_minutes: float | None = 5.0, fit_steps: int | None = None) -> dict:
+            fit_words: int = 0, fit_minutes: float | None = 5.0, fit_steps: int | None = None, candidates: int = 1,
+            reranker: Any = None) -> dict:
     """Write, read and compare (see the module docstring): the :func:`carry_table` of ``model`` (a pretrained
     name, a checkpoint path or a module) on the held-out writers, plus ``cer`` (reference / primed /
     unprimed), the texts, the settings and the timings.  ``words``: ``"heldout"`` (held-out bigbank words;
@@ -278,7 +283,11 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     ``fit_words`` > 0 adds the **styled** condition ("your hand in five minutes"): each writer writes
     ``fit_words`` further words of the pool (none of the prime's or the targets'), a style file is fitted on
     them (:func:`~handwriting.style_fit.fit_style`, ``fit_minutes`` of wall time / ``fit_steps`` steps per
-    writer) and the styled model writes the target texts unprimed, with the unprimed condition's seeds."""
+    writer) and the styled model writes the target texts unprimed, with the unprimed condition's seeds.
+
+    ``candidates`` > 1 measures best-of-N decoding in every condition of the model (``write(candidates=...)``,
+    reranked by ``reranker``, default ``recognizer-bigbank``), which must be another network than the scoring
+    ``recognizer``."""
     from .datasets.writers import held_out_writers
     from .generate import BIAS_HINT, check_number, check_seed, default_line_chars, match_point_density, resolve_model
 
@@ -286,10 +295,14 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     bias = check_number("style: bias (--bias)", bias, 0, hint=BIAS_HINT)
     seed = check_seed("style: seed (--seed)", seed)
     beam_width = check_number("style: beam_width (--beam)", beam_width, 1, integer=True)
+    candidates = check_number("style: candidates (--candidates)", candidates, 1, 64, integer=True)
     if words not in ("heldout", "random"):
         raise EvaluateError(f"style: words={words!r}: use 'heldout' (held-out bigbank words) or 'random'")
     t_start = time.perf_counter()
     rec = load_recognizer(recognizer, device=device)
+    if candidates > 1:
+        check_reranker("style", rec, reranker, device)
+    best_of = {"candidates": candidates, "reranker": reranker}
     gen = resolve_model(model, device=device)
     chars = set(_chars_of(gen) or "") & set(_chars_of(rec) or "")
     if words == "heldout":
@@ -320,8 +333,8 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         # the pieces write() cuts the texts into under this prime, used for both conditions
         pieces[w.name] = default_line_chars(gen, (match_point_density(prime.offsets, prime.text, gen), prime.text))
         s = _seed(seed, i, 0x60D)
-        primed[w.name] = _model_writes(gen, texts, prime, bias, s, pieces[w.name])
-        unprimed[w.name] = _model_writes(gen, texts, None, bias, s, pieces[w.name])
+        primed[w.name] = _model_writes(gen, texts, prime, bias, s, pieces[w.name], **best_of)
+        unprimed[w.name] = _model_writes(gen, texts, None, bias, s, pieces[w.name], **best_of)
         t_writers += t1 - t0
         t_model += time.perf_counter() - t1
         if fit_texts:
@@ -335,7 +348,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
                             "seconds": round(time.perf_counter() - t2, 1)}
             t_fit += time.perf_counter() - t2
             t3 = time.perf_counter()
-            styled[w.name] = _model_writes(apply_style(st, gen).eval(), texts, None, bias, s, pieces[w.name])
+            styled[w.name] = _model_writes(apply_style(st, gen).eval(), texts, None, bias, s, pieces[w.name], **best_of)
             t_model += time.perf_counter() - t3
         primes[w.name] = {"points": len(prime.offsets), "text": prime.text}
     kinds = {w.name: w.kind for w in hands}
@@ -370,6 +383,8 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         "recognizer": _rec_name(recognizer, rec),
         "recognizer_trained_on": _reader_hands(rec),
         "beam_width": int(beam_width),
+        "candidates": int(candidates),
+        "reranker": None if candidates == 1 else _rec_name(reranker, None),
         "correlated": list(CORRELATED),
         **table,
         "cer": read,
@@ -452,6 +467,10 @@ def configure(p) -> None:
                         "condition; default 0: off; 30 is the five-minute path)")
     p.add_argument("--fit-minutes", type=float, default=5.0, help="wall-time budget of each style fit (default 5)")
     p.add_argument("--fit-steps", type=int, default=None, help="step budget of each style fit (default: fit_style's)")
+    p.add_argument("--candidates", type=int, default=1, metavar="N",
+                   help="best-of-N decoding: the model writes each piece N times and keeps what --reranker reads best "
+                        "(score it with another --recognizer; default 1: plain sampling)")
+    p.add_argument("--reranker", default=None, help="the recognizer that reranks candidates (default recognizer-bigbank)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the full results as JSON")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -462,8 +481,10 @@ def run(args) -> int:
     and set the threads)."""
     r = measure(args.model, n_texts=args.texts, bias=args.bias, seed=args.seed, words=args.words,
                 recognizer=args.recognizer, beam_width=args.beam, device=args.device, fit_words=args.fit_words,
-                fit_minutes=args.fit_minutes, fit_steps=args.fit_steps)  # fmt: skip
-    print(f"style carry of {r['model']} (bias {r['bias']:g}, seed {r['seed']}): {len(r['writers'])} held-out writers, "
+                fit_minutes=args.fit_minutes, fit_steps=args.fit_steps, candidates=args.candidates,
+                reranker=args.reranker)  # fmt: skip
+    decoding = "" if r["candidates"] == 1 else f", best of {r['candidates']} reranked by {r['reranker']}"
+    print(f"style carry of {r['model']} (bias {r['bias']:g}, seed {r['seed']}{decoding}): {len(r['writers'])} held-out writers, "
           f"prime {r['prime_text']!r}, {len(r['texts'])} target texts of {r['words']}")
     print(f"CER read by {r['recognizer']} (trained on {r['recognizer_trained_on']} hands); features: mean over a "
           "writer's samples, ref = the writer's own writing of the texts")

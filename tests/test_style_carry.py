@@ -189,3 +189,20 @@ def test_styled_condition_fits_each_writer_on_other_words(tmp_path, capsys, one_
     assert any(w["styled"] != w["unprimed"] for w in r["writers"])
     with pytest.raises(Exception, match="fit-words"):
         measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], fit_words=10**6)
+
+
+def test_best_of_n_is_labelled_and_never_scored_by_its_own_reranker(tmp_path, capsys, one_thread):
+    """--candidates N writes every piece N times and keeps what the reranker reads best (write(candidates=));
+    the scorer must be another network, and the result says which decoding it measured."""
+    with pytest.raises(Exception, match="same network"):
+        measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], candidates=3)
+    out = tmp_path / "style.json"
+    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "1",
+               "--recognizer", "recognizer-hands", "--candidates", "3", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    assert "best of 3 reranked by recognizer-bigbank" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert (r["candidates"], r["reranker"], r["recognizer"]) == (3, "recognizer-bigbank", "recognizer-hands")
+    plain = measure("graves-synthesis-tiny", n_texts=1, words="random", recognizer="recognizer-hands", n_boot=50)
+    assert plain["candidates"] == 1 and plain["reranker"] is None
+    assert [w["primed"] for w in plain["writers"]] != [w["primed"] for w in r["writers"]]
