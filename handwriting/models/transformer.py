@@ -645,7 +645,8 @@ class CursiveTransformer(DecoderBase):
                     logits = logits / temperature
                 if weights is not None:
                     weights.append(torch.stack(w, 1)[:B])  # (B, layers, H, t, U)
-                logits[:, [PAD, BOS]] = float("-inf")
+                if not guided:  # (guided: masked once the two halves are combined, as -inf - -inf is nan)
+                    logits[:, [PAD, BOS]] = float("-inf")
             if guided:
                 c, u = logits[:B], logits[B:]
                 logits = torch.lerp(u, c, 1.0 + guidance)  # u + (1 + g)(c − u) = c + g(c − u)
