@@ -8,7 +8,9 @@ The measurement
    :data:`~handwriting.datasets.writers.HELD_OUT_INK` (12 writers); no training data uses them.  The real
    ink is that of the held-out bigbank words (:func:`~handwriting.evaluate.heldout_words`), which no model here
    trained on.  (``words="random"``: random words outside bigbank, written by the synthetic writers only —
-   the restyled hands can only write words they have real ink for.)
+   the restyled hands can only write words they have real ink for.)  ``--hands training`` measures a control
+   instead: hands drawn as the training lines are (:func:`~handwriting.datasets.writers.training_writers`), so
+   that a hand the model cannot generalise to is told from a face it has not learnt at all.
 2. **Texts**: of those words, only letters-only words of at least three characters that the model and the
    recognizer both know (digits and punctuation carry little style); drawn with ``seed``.  A **prime text**
    of 2-3 words, and ``n_texts`` **target texts** of 1-3 other words (disjoint from the prime's), the same
@@ -273,12 +275,14 @@ def _reader_hands(rec) -> str:
 def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, words: str = "heldout", recognizer: Any = None,
             beam_width: int = 1, device: str = "cpu", writers: Sequence | None = None, n_boot: int = N_BOOT,
             fit_words: int = 0, fit_minutes: float | None = 5.0, fit_steps: int | None = None, candidates: int = 1,
-            reranker: Any = None) -> dict:
+            reranker: Any = None, hands: str = "held-out") -> dict:
     """Write, read and compare (see the module docstring): the :func:`carry_table` of ``model`` (a pretrained
     name, a checkpoint path or a module) on the held-out writers, plus ``cer`` (reference / primed /
     unprimed), the texts, the settings and the timings.  ``words``: ``"heldout"`` (held-out bigbank words;
     needs bigbank) or ``"random"`` (random words outside bigbank; synthetic writers only).  ``writers``:
-    :class:`~handwriting.datasets.writers.Writer` objects to use instead of the held-out ones.
+    :class:`~handwriting.datasets.writers.Writer` objects to use instead of the held-out ones; ``hands="training"``:
+    the control :func:`~handwriting.datasets.writers.training_writers` (hands drawn as the training lines are)
+    instead of the held-out ones.
 
     ``fit_words`` > 0 adds the **styled** condition ("your hand in five minutes"): each writer writes
     ``fit_words`` further words of the pool (none of the prime's or the targets'), a style file is fitted on
@@ -288,7 +292,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     ``candidates`` > 1 measures best-of-N decoding in every condition of the model (``write(candidates=...)``,
     reranked by ``reranker``, default ``recognizer-bigbank``), which must be another network than the scoring
     ``recognizer``."""
-    from .datasets.writers import held_out_writers
+    from .datasets.writers import held_out_writers, training_writers
     from .generate import BIAS_HINT, check_number, check_seed, default_line_chars, match_point_density, resolve_model
 
     n_texts = check_number("style: n_texts (--texts)", n_texts, 1, integer=True, hint="; target texts per writer")
@@ -296,6 +300,9 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     seed = check_seed("style: seed (--seed)", seed)
     beam_width = check_number("style: beam_width (--beam)", beam_width, 1, integer=True)
     candidates = check_number("style: candidates (--candidates)", candidates, 1, 64, integer=True)
+    if hands not in ("held-out", "training"):
+        raise EvaluateError(f"style: hands={hands!r}: use 'held-out' (hands no model here trained on) or 'training' "
+                            "(hands drawn as the training lines are: the control)")
     if words not in ("heldout", "random"):
         raise EvaluateError(f"style: words={words!r}: use 'heldout' (held-out bigbank words) or 'random'")
     t_start = time.perf_counter()
@@ -320,7 +327,11 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     fit_words = check_number("style: fit_words (--fit-words)", fit_words, 0, integer=True,
                              hint="; words each writer gives the style fit (0: no styled condition)")
     fit_texts = _fit_texts(pool, prime_text, texts, fit_words, seed) if fit_words else []
-    hands = list(writers) if writers is not None else held_out_writers(held)
+    hand_kind = hands
+    if writers is not None:
+        hands = list(writers)
+    else:
+        hands = held_out_writers(held) if hand_kind == "held-out" else training_writers(held, seed=seed)
     if len(hands) < 3:
         raise EvaluateError(f"style: {len(hands)} writers are too few for a rank correlation; give at least three")
     reference, primed, unprimed, styled, primes, pieces, fits = {}, {}, {}, {}, {}, {}, {}
@@ -378,6 +389,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         "bias": float(bias),
         "seed": int(seed),
         "words": source,
+        "hands": "given" if writers is not None else hand_kind,
         "prime_text": prime_text,
         "texts": texts,
         "recognizer": _rec_name(recognizer, rec),
@@ -409,6 +421,8 @@ def _fit_texts(pool: Sequence[str], prime_text: str, texts: Sequence[str], n: in
 # ----------------------------------------------------------------------------------------------------------
 # printing and the command line
 
+_HANDS = {"held-out": "held-out writers", "training": "writers drawn as the training lines are (the control)",
+          "given": "given writers"}
 _SHORT = {"slant": "slant", "lifts_per_char": "lifts/char", "log_width_per_char": "log w/char"}
 
 
@@ -459,6 +473,9 @@ def configure(p) -> None:
     p.add_argument("--words", choices=("heldout", "random"), default="heldout",
                    help="'heldout': held-out bigbank words, 12 writers (default; needs bigbank); 'random': random "
                         "words outside bigbank, the 8 synthetic writers only")
+    p.add_argument("--hands", choices=("held-out", "training"), default="held-out",
+                   help="'held-out': the hands no model here trained on (default); 'training': a control, hands drawn "
+                        "as the training lines are (2 per font and, with held-out words, 4 restyled real hands)")
     p.add_argument("--seed", type=int, default=0, help="seed of the texts, the writers and the sampling (default 0)")
     p.add_argument("--recognizer", default=None, help="recognizer checkpoint or pretrained name (default recognizer-bigbank)")
     p.add_argument("--beam", type=int, default=1, help="CTC beam width (1: greedy decoding, the default)")
@@ -482,9 +499,9 @@ def run(args) -> int:
     r = measure(args.model, n_texts=args.texts, bias=args.bias, seed=args.seed, words=args.words,
                 recognizer=args.recognizer, beam_width=args.beam, device=args.device, fit_words=args.fit_words,
                 fit_minutes=args.fit_minutes, fit_steps=args.fit_steps, candidates=args.candidates,
-                reranker=args.reranker)  # fmt: skip
+                reranker=args.reranker, hands=args.hands)  # fmt: skip
     decoding = "" if r["candidates"] == 1 else f", best of {r['candidates']} reranked by {r['reranker']}"
-    print(f"style carry of {r['model']} (bias {r['bias']:g}, seed {r['seed']}{decoding}): {len(r['writers'])} held-out writers, "
+    print(f"style carry of {r['model']} (bias {r['bias']:g}, seed {r['seed']}{decoding}): {len(r['writers'])} {_HANDS[r['hands']]}, "
           f"prime {r['prime_text']!r}, {len(r['texts'])} target texts of {r['words']}")
     print(f"CER read by {r['recognizer']} (trained on {r['recognizer_trained_on']} hands); features: mean over a "
           "writer's samples, ref = the writer's own writing of the texts")

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from handwriting.cli import main
-from handwriting.datasets.writers import held_out_writers
+from handwriting.datasets.writers import held_out_writers, training_writers
 from handwriting.style_carry import (
     CORRELATED,
     DISTANCE_FEATURES,
@@ -189,6 +189,21 @@ def test_styled_condition_fits_each_writer_on_other_words(tmp_path, capsys, one_
     assert any(w["styled"] != w["unprimed"] for w in r["writers"])
     with pytest.raises(Exception, match="fit-words"):
         measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], fit_words=10**6)
+
+
+def test_the_training_hands_control_is_measured_and_labelled(tmp_path, capsys, one_thread):
+    out = tmp_path / "style.json"
+    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "1",
+               "--hands", "training", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    assert "8 writers drawn as the training lines are (the control)" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert r["hands"] == "training"
+    assert [w["name"] for w in r["writers"]] == [w.name for w in training_writers(None, seed=0)]
+    held = measure("graves-synthesis-tiny", n_texts=1, words="random", n_boot=50)
+    assert held["hands"] == "held-out" and held["texts"] == r["texts"]
+    with pytest.raises(Exception, match="hands='trained'.*'training'"):
+        measure("graves-synthesis-tiny", n_texts=1, words="random", hands="trained")
 
 
 def test_best_of_n_is_labelled_and_never_scored_by_its_own_reranker(tmp_path, capsys, one_thread):

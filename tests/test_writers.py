@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from handwriting.datasets import synthetic, writers
-from handwriting.datasets.writers import HELD_OUT_INK, HOLD_OUT_RADIUS, InkStyle, ManyHands, held_out_writers
+from handwriting.datasets.writers import (
+    HELD_OUT_INK,
+    HOLD_OUT_RADIUS,
+    InkStyle,
+    ManyHands,
+    held_out_writers,
+    training_writers,
+)
 from handwriting.errors import DataError
 from handwriting.evaluate import style_features
 from handwriting.strokes import Sample, from_strokes
@@ -93,6 +100,40 @@ def test_many_hands_writes_each_line_in_one_training_hand_reproducibly():
         kinds.add(type(mh.style(i)).__name__)
     assert kinds == {"InkStyle", "WriterStyle"}
     assert len({mh.style(i).name for i in range(30)}) == 30  # a new hand per line
+
+
+def test_a_font_asked_for_keeps_the_training_styles_stream_and_their_distance_from_held_out_hands():
+    mixed = [writers.random_font_style(np.random.default_rng(s)) for s in range(40)]
+    # the same seed with the font asked for gives that font, and the very style where the free draw picked it
+    for s, free in enumerate(mixed):
+        asked = writers.random_font_style(np.random.default_rng(s), font=free.font)
+        assert asked == free
+    rng = np.random.default_rng(1)
+    for f in synthetic.FONTS:
+        for _ in range(30):
+            st = writers.random_font_style(rng, font=f)
+            assert st.font == f
+            for w in synthetic.WRITERS.values():
+                if w.font == f:
+                    assert np.linalg.norm(writers._synthetic_vector(st) - writers._synthetic_vector(w)) > 1.5
+    with pytest.raises(DataError, match="unknown font 'comic'.*futural"):
+        writers.random_font_style(rng, font="comic")
+
+
+def test_training_writers_are_a_control_of_trained_on_hands_in_every_font():
+    words = synthetic.synthesize(["alpha", "beta", "gamma"], writer="neat", seed=1)
+    hands = training_writers(words, seed=3)
+    fonts = sorted(synthetic.FONTS)
+    assert [h.name for h in hands] == [f"train-{f}-{k}" for f in fonts for k in (1, 2)] + [
+        f"train-ink-{k}" for k in range(1, len(HELD_OUT_INK) + 1)]
+    assert {h.name for h in hands}.isdisjoint({h.name for h in held_out_writers(words)})
+    assert [h.kind for h in hands].count("ink") == len(HELD_OUT_INK)
+    again = training_writers(words, seed=3)
+    other = training_writers(words, seed=4)
+    for a, b, c in zip(hands, again, other):
+        np.testing.assert_array_equal(a.write("alpha beta", 0).offsets, b.write("alpha beta", 0).offsets)
+        assert not np.array_equal(a.write("alpha beta", 0).offsets, c.write("alpha beta", 0).offsets)
+    assert len(training_writers(None, per_font=1)) == len(fonts)  # no real words: no restyled hands
 
 
 def test_held_out_writers_write_in_their_own_hands():

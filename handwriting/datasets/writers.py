@@ -20,6 +20,7 @@ density.
 named synthetic writers (:data:`~handwriting.datasets.synthetic.WRITERS`).  Training styles are drawn away from
 all of them — an ink style within :data:`HOLD_OUT_RADIUS` of a held-out one, or a synthetic style near a named
 writer, is drawn again — so the measurements of style carry are on hands no model here trained on.
+:func:`training_writers` is their control: hands drawn as the training lines are.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "random_font_style",
     "Writer",
     "held_out_writers",
+    "training_writers",
     "ManyHands",
     "match_ink",
     "LINE_SOURCE",
@@ -133,15 +135,19 @@ def _synthetic_vector(s: WriterStyle) -> np.ndarray:
                      math.log(_centre(s.spacing)) / 0.15, 3.0 * (FONTS[s.font])])
 
 
-def random_font_style(rng: np.random.Generator, name: str = "font") -> WriterStyle:
-    """A random synthetic writer for training, over every single-stroke font, never near a named writer of
-    :data:`~handwriting.datasets.synthetic.WRITERS` (those are held out)."""
+def random_font_style(rng: np.random.Generator, name: str = "font", font: str | None = None) -> WriterStyle:
+    """A random synthetic writer for training, over every single-stroke font (or in ``font``), never near a
+    named writer of :data:`~handwriting.datasets.synthetic.WRITERS` (those are held out)."""
     named = [(w.font, _synthetic_vector(w)) for w in WRITERS.values()]
     u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
     around = lambda c, r: (c - r, c + r)  # noqa: E731
     fonts = sorted(FONTS)
+    want = font
+    if want is not None and want not in FONTS:
+        raise DataError(f"random_font_style: unknown font {want!r}; the single-stroke fonts are {fonts}")
     while True:
-        font = fonts[int(rng.integers(len(fonts)))]
+        drawn = fonts[int(rng.integers(len(fonts)))]  # drawn even when a font is asked for: the same styles
+        font = want or drawn
         script = FONTS[font]
         style = WriterStyle(
             name, font=font,
@@ -169,18 +175,42 @@ def held_out_writers(words: Sequence[Sample] | None = None) -> list[Writer]:
     """The held-out hands: the named synthetic writers, and (given real words to restyle: a word's text →
     its ink is looked up in ``words``, so only texts made of those words can be written) the
     :data:`HELD_OUT_INK` styles."""
+    out = [Writer(name, "synthetic", _synthetic_writes(style)) for name, style in WRITERS.items()]
+    return out + _ink_writers(words, HELD_OUT_INK)
+
+
+def training_writers(words: Sequence[Sample] | None = None, seed: int = 0, per_font: int = 2,
+                     inks: int = len(HELD_OUT_INK)) -> list[Writer]:
+    """A control for :func:`held_out_writers`: hands drawn as :class:`ManyHands` draws its training lines' hands —
+    ``per_font`` synthetic writers in every single-stroke font (:func:`random_font_style`) and, given real
+    words, ``inks`` restyled hands (:func:`random_ink_style`) — so a model has trained on hands like these,
+    though not on these exact ones.  Measured beside the held-out hands, it tells a hand the model cannot
+    generalise to from one it has not learnt at all."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A1]))
     out = []
-    for name, style in WRITERS.items():
-        out.append(Writer(name, "synthetic", lambda text, seed, st=style: _write(
-            st, text, np.random.default_rng(np.random.SeedSequence([int(seed), 0x417])), "replace", "?",
-            f"held-out writer {st.name!r}", f"synthetic:{st.name}")))  # fmt: skip
-    if words:
-        by_text: dict[str, list[Sample]] = {}
-        for s in words:
-            by_text.setdefault(s.text, []).append(s)
-        for ink in HELD_OUT_INK:
-            out.append(Writer(ink.name, "ink", lambda text, seed, ink=ink: ink.apply(_real_line(text, by_text, seed))))
-    return out
+    for font in sorted(FONTS):
+        for k in range(per_font):
+            st = random_font_style(rng, name=f"train-{font}-{k + 1}", font=font)
+            out.append(Writer(st.name, "synthetic", _synthetic_writes(st)))
+    styles = [random_ink_style(rng, name=f"train-ink-{k + 1}") for k in range(inks)]
+    return out + _ink_writers(words, styles)
+
+
+def _synthetic_writes(style: WriterStyle) -> Callable[[str, int], Sample]:
+    return lambda text, seed: _write(
+        style, text, np.random.default_rng(np.random.SeedSequence([int(seed), 0x417])), "replace", "?",
+        f"writer {style.name!r}", f"synthetic:{style.name}")
+
+
+def _ink_writers(words: Sequence[Sample] | None, styles: Sequence[InkStyle]) -> list[Writer]:
+    """Writers that restyle real ink: a text is written with ``words``' ink for its words (none: no writers)."""
+    if not words:
+        return []
+    by_text: dict[str, list[Sample]] = {}
+    for s in words:
+        by_text.setdefault(s.text, []).append(s)
+    return [Writer(ink.name, "ink", lambda text, seed, ink=ink: ink.apply(_real_line(text, by_text, seed)))
+            for ink in styles]
 
 
 def _real_line(text: str, by_text: dict, seed: int) -> Sample:
