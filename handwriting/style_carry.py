@@ -327,16 +327,17 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     fit_words = check_number("style: fit_words (--fit-words)", fit_words, 0, integer=True,
                              hint="; words each writer gives the style fit (0: no styled condition)")
     fit_texts = _fit_texts(pool, prime_text, texts, fit_words, seed) if fit_words else []
-    hand_kind = hands
     if writers is not None:
-        hands = list(writers)
+        if hands != "held-out":
+            raise EvaluateError(f"style: writers= and hands={hands!r} both say which hands to measure; give one of them")
+        chosen = list(writers)
     else:
-        hands = held_out_writers(held) if hand_kind == "held-out" else training_writers(held, seed=seed)
-    if len(hands) < 3:
-        raise EvaluateError(f"style: {len(hands)} writers are too few for a rank correlation; give at least three")
+        chosen = held_out_writers(held) if hands == "held-out" else training_writers(held, seed=seed)
+    if len(chosen) < 3:
+        raise EvaluateError(f"style: {len(chosen)} writers are too few for a rank correlation; give at least three")
     reference, primed, unprimed, styled, primes, pieces, fits = {}, {}, {}, {}, {}, {}, {}
     t_writers = t_model = t_fit = 0.0
-    for i, w in enumerate(hands):
+    for i, w in enumerate(chosen):
         t0 = time.perf_counter()
         prime = w.write(prime_text, _seed(seed, i, 0x9A1))
         reference[w.name] = [w.write(t, _seed(seed, i, 0x4EF, j)) for j, t in enumerate(texts)]
@@ -362,12 +363,12 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
             styled[w.name] = _model_writes(apply_style(st, gen).eval(), texts, None, bias, s, pieces[w.name], **best_of)
             t_model += time.perf_counter() - t3
         primes[w.name] = {"points": len(prime.offsets), "text": prime.text}
-    kinds = {w.name: w.kind for w in hands}
+    kinds = {w.name: w.kind for w in chosen}
     more = {"styled": styled} if fit_texts else {}
     table = carry_table(reference, primed, unprimed, kinds=kinds, seed=seed, n_boot=n_boot, **more)
     t0 = time.perf_counter()
     read: dict[str, Any] = {}
-    names = [w.name for w in hands]
+    names = [w.name for w in chosen]
     for c, per in (("reference", reference), ("primed", primed), ("unprimed", unprimed), *more.items()):
         samples = [s for n in names for s in per[n]]
         refs = [s.text for s in samples]
@@ -389,7 +390,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         "bias": float(bias),
         "seed": int(seed),
         "words": source,
-        "hands": "given" if writers is not None else hand_kind,
+        "hands": "given" if writers is not None else hands,
         "prime_text": prime_text,
         "texts": texts,
         "recognizer": _rec_name(recognizer, rec),

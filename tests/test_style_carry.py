@@ -152,6 +152,8 @@ def test_measure_is_deterministic_and_checks_arguments(one_thread):
     assert a["writers"] == b["writers"] and a["summary"] == b["summary"]
     with pytest.raises(Exception, match="too few"):
         measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:2])
+    with pytest.raises(Exception, match="give one of them"):  # two answers to which hands: refused, not one ignored
+        measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], hands="training")
     with pytest.raises(Exception, match="words"):
         measure("graves-synthesis-tiny", words="english")
     with pytest.raises(Exception, match="texts"):
