@@ -651,6 +651,31 @@ def test_cli_init_starts_from_saved_weights_and_refuses_another_architecture(tmp
         assert "--end-marker is for the cursive transformer" in capsys.readouterr().err
 
 
+def test_a_resumed_fine_tune_keeps_the_weights_it_began_from_when_its_init_is_replaced(tmp_path):
+    _require("handwriting.models.graves")
+    import shutil
+
+    from handwriting.cli import main
+
+    base = ["--data", "synthetic", "--size", "tiny", "--synthetic", "16", "--batch-size", "4", "--no-progress",
+            "--sample-every", "100", "--words-per-line", "1"]  # fmt: skip
+    for run, steps in (("a", "1"), ("z", "2")):  # the same data and alphabet, other weights
+        assert main(["train", "graves", *base, "--steps", steps, "--out", str(tmp_path / run)]) == 0
+    _, meta_a = ckpt.load_model(tmp_path / "a" / "final")
+    _, meta_z = ckpt.load_model(tmp_path / "z" / "final")
+    init = tmp_path / "init"
+    for ext in (".json", ".safetensors"):
+        shutil.copy(tmp_path / "a" / ("final" + ext), str(init) + ext)
+    assert main(["train", "graves", *base, "--steps", "2", "--checkpoint-every", "1", "--init", str(init),
+                 "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    for ext in (".json", ".safetensors"):  # the name --init gave now holds other weights (a model republished)
+        shutil.copy(tmp_path / "z" / ("final" + ext), str(init) + ext)
+    assert main(["train", "--resume", str(tmp_path / "b"), "--steps", "3"]) == 0
+    _, meta_b = ckpt.load_model(tmp_path / "b" / "final")
+    assert meta_b["training"]["steps"] == 3
+    assert meta_b["training"]["init_from"]["sha256"] == meta_a["weights"]["sha256"] != meta_z["weights"]["sha256"]
+
+
 def test_cli_init_fine_tunes_graves_on_own_json_with_the_models_alphabet_and_normalisation(tmp_path, capsys):
     _require("handwriting.models.graves")
     from handwriting.cli import main

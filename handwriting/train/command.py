@@ -261,7 +261,10 @@ def run(args) -> int:
     trainer = Trainer(model, train_loader, valid_loader, config, sample_fn=sample_fn, meta=meta)
     trainer.resume_meta["options"] = {k: v for k, v in opts.items() if k not in ("resume", "overwrite", "_init")}
     if opts.get("resume"):
-        trainer.load_state(opts["resume"])
+        state = trainer.load_state(opts["resume"])
+        began_from = ((state.get("meta") or {}).get("training") or {}).get("init_from")
+        if began_from is not None:  # what --init held when the run began, not what that name or path holds now
+            training["init_from"] = began_from
         if trainer.step >= trainer.total_steps():
             print(f"{opts['resume']}: already trained {trainer.step} steps; raise --steps to train further")
             return 0
