@@ -464,6 +464,7 @@ def legibility(
         "texts": source,
         "recognizer": _rec_name(recognizer, rec),
         "recognizer_trained_on": reader_hands(rec),
+        "recognizer_sha256": reader_sha256(rec),
         "beam_width": int(beam_width),
         "candidates": int(candidates),
         "reranker": None if candidates == 1 else _rec_name(reranker, None),
@@ -480,6 +481,11 @@ def reader_hands(rec) -> str:
     if isinstance(data, dict):  # described by its counts (readers trained before the data had a name)
         return f"bigbank ({data.get('train_words', '?')} words) + {data.get('synthetic', '?')} synthetic-writer words"
     return str(data) if data else "unknown (no training description)"
+
+
+def reader_sha256(rec) -> str | None:
+    """The SHA-256 of a recognizer's weights: a name can be republished with other weights, this cannot."""
+    return ((getattr(rec, "meta", None) or {}).get("weights") or {}).get("sha256")
 
 
 def _rec_name(arg, rec) -> str:
@@ -507,7 +513,7 @@ def reference(
     seed = check_seed("reference: seed (--seed)", seed)
     rec = load_recognizer(recognizer, device=device)
     out: dict[str, Any] = {"what": "reference", "seed": int(seed), "recognizer": _rec_name(recognizer, rec), "beam_width": beam_width,
-                           "recognizer_trained_on": reader_hands(rec)}  # fmt: skip
+                           "recognizer_trained_on": reader_hands(rec), "recognizer_sha256": reader_sha256(rec)}  # fmt: skip
     try:
         words, _ = _texts_for("heldout", n, seed, None, rec)
         held = heldout_words(**_split_of(rec))
@@ -534,19 +540,40 @@ def reference(
     return out
 
 
+def held_out_lines(texts: Sequence[str], seed: int = 0) -> list[str]:
+    """``texts`` (words) joined in order into lines of two or three words (the count drawn with ``seed``); a
+    last word left alone joins the line before it."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x11E5]))
+    lines, i = [], 0
+    while i < len(texts):
+        k = int(rng.integers(2, 4))
+        lines.append(list(texts[i : i + k]))
+        i += k
+    if len(lines) > 1 and len(lines[-1]) == 1:
+        last = lines.pop()
+        lines[-1] += last
+    return [" ".join(ws) for ws in lines]
+
+
 def _read_hands(rec, words: Sequence, real: Sequence, seed: int, beam_width: int) -> dict:
-    """``words`` (held-out samples) written by every held-out hand and read by ``rec``."""
+    """``words`` (held-out samples) written by every held-out hand and read by ``rec``, one by one and joined
+    into lines of 2-3 words (:func:`held_out_lines`: a reader must find the spaces too)."""
     from .datasets.writers import held_out_writers
 
-    per, pooled, refs = {}, [], []
+    lines = held_out_lines([s.text for s in words], seed)
+    per, pooled, refs, pooled_lines = {}, [], [], []
     for w in held_out_writers(real):
         samples = [w.write(s.text, EVAL_SEED + seed + k) for k, s in enumerate(words)]
         _, res = _read(rec, samples, [s.text for s in words], seed, beam_width)
-        per[w.name] = {"kind": w.kind, **res}
+        written = [w.write(t, EVAL_SEED + seed + k) for k, t in enumerate(lines)]
+        _, res_lines = _read(rec, written, lines, seed, beam_width)
+        per[w.name] = {"kind": w.kind, **res, "lines": res_lines}
         pooled += samples
         refs += [s.text for s in words]
+        pooled_lines += written
     _, res = _read(rec, pooled, refs, seed, beam_width)
-    return {"held_out_hands": per, "held_out_pooled": res}
+    _, res_lines = _read(rec, pooled_lines, lines * len(per), seed, beam_width)
+    return {"held_out_hands": per, "held_out_pooled": res, "held_out_lines_pooled": res_lines}
 
 
 def _split_of(model) -> dict:
@@ -688,6 +715,8 @@ def run(args) -> int:
         rows = [("human (bigbank held-out)", r["human"]), (f"synthetic ({r['synthetic']['writer']})", r["synthetic"])]
         rows += [(f"held-out hand {k} ({v['kind']})", v) for k, v in (r.get("held_out_hands") or {}).items()]
         rows += [("held-out hands, pooled", r["held_out_pooled"])] if "held_out_pooled" in r else []
+        rows += [(f"held-out hand {k}, lines of 2-3 words", v["lines"]) for k, v in (r.get("held_out_hands") or {}).items()]
+        rows += [("held-out hands' lines, pooled", r["held_out_lines_pooled"])] if "held_out_lines_pooled" in r else []
         print(format_table(rows))
         for k in ("human", "synthetic"):
             _print_confusions(k, r[k])

@@ -70,6 +70,7 @@ from .evaluate import (
     check_reranker,
     heldout_words,
     load_recognizer,
+    reader_sha256,
     style_features,
     unseen_texts,
 )
@@ -395,6 +396,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         "texts": texts,
         "recognizer": _rec_name(recognizer, rec),
         "recognizer_trained_on": _reader_hands(rec),
+        "recognizer_sha256": reader_sha256(rec),
         "beam_width": int(beam_width),
         "candidates": int(candidates),
         "reranker": None if candidates == 1 else _rec_name(reranker, None),

@@ -139,6 +139,9 @@ def test_command_on_the_tiny_model(tmp_path, capsys, one_thread):
         assert r["summary"]["distance"][c]["mean"] >= 0
     assert set(r["cer"]) == {"reference", "primed", "unprimed"}
     assert r["recognizer_trained_on"] == "bigbank + synthetic writer"
+    from handwriting.pretrained import load_pretrained
+
+    assert r["recognizer_sha256"] == load_pretrained(r["recognizer"]).meta["weights"]["sha256"]
     assert len(r["texts"]) == 2 and not set(r["prime_text"].split()) & {w for t in r["texts"] for w in t.split()}
     lines = printed.splitlines()
     assert sum(any(ln.startswith(n + " ") for n in names) for ln in lines) == len(names)  # one row per writer

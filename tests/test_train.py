@@ -10,6 +10,7 @@ import importlib.util
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -674,6 +675,11 @@ def test_a_resumed_fine_tune_keeps_the_weights_it_began_from_when_its_init_is_re
     _, meta_b = ckpt.load_model(tmp_path / "b" / "final")
     assert meta_b["training"]["steps"] == 3
     assert meta_b["training"]["init_from"]["sha256"] == meta_a["weights"]["sha256"] != meta_z["weights"]["sha256"]
+    for ext in (".json", ".safetensors"):  # ... or is gone: the run resumes from its own checkpoints all the same
+        Path(str(init) + ext).unlink()
+    assert main(["train", "--resume", str(tmp_path / "b"), "--steps", "4"]) == 0
+    _, meta_b = ckpt.load_model(tmp_path / "b" / "final")
+    assert meta_b["training"]["steps"] == 4 and meta_b["training"]["init_from"]["sha256"] == meta_a["weights"]["sha256"]
 
 
 def test_cli_init_fine_tunes_graves_on_own_json_with_the_models_alphabet_and_normalisation(tmp_path, capsys):
@@ -751,7 +757,7 @@ def test_an_existing_run_is_never_overwritten_unasked(tmp_path, capsys):
     [(["--limit", "0"], "--limit"), (["--num-workers", "-1"], "--num-workers"), (["--seed", str(2**70)], "--seed"),
      (["--clip-norm", "-1"], "--clip-norm"), (["--gamma", "nan"], "--gamma"), (["--lr", "inf"], "--lr"),
      (["--valid-fraction", "1.5"], "--valid-fraction"), (["--device", "tpu"], "tpu"),
-     (["--steps", "0"], "--steps"), (["--downsample", "1"], "--downsample")],
+     (["--steps", "0"], "--steps"), (["--downsample", "1"], "--downsample"), (["--line-share", "0.3"], "--line-share")],
 )  # fmt: skip
 def test_bad_training_options_fail_at_once_naming_the_option(tmp_path, capsys, monkeypatch, extra, named):
     import handwriting.train.recipes as train

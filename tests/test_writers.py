@@ -171,6 +171,21 @@ def test_the_reference_reads_every_held_out_hand_and_names_the_readers_hands(big
     assert all(v["n"] == 6 for v in hands.values()) and r["held_out_pooled"]["n"] == 6 * len(hands)
     assert {v["kind"] for v in hands.values()} == {"synthetic", "ink"}
     assert "synthetic" in r["recognizer_trained_on"] and "bigbank" in r["recognizer_trained_on"]
+    lines = evaluate.held_out_lines([f"w{k}" for k in range(6)], seed=0)
+    assert all(v["lines"]["n"] == len(lines) for v in hands.values())
+    assert r["held_out_lines_pooled"]["n"] == len(lines) * len(hands)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 11])
+def test_held_out_lines_keep_every_word_in_order_two_or_three_a_line(n):
+    from handwriting.evaluate import held_out_lines
+
+    words = [f"w{k}" for k in range(n)]
+    for seed in range(4):
+        lines = held_out_lines(words, seed)
+        assert " ".join(lines).split() == words
+        assert all(2 <= len(t.split()) <= 4 for t in lines) if n > 1 else lines == ["w0"]
+    assert held_out_lines(words, 1) == held_out_lines(words, 1)
 
 
 def test_match_ink_brings_other_lines_to_the_words_size_and_density():
@@ -215,3 +230,35 @@ def test_real_share_sets_the_training_mix_and_only_there(bigbank_path, synthbank
     for bad in ({"data": "bigbank"}, {"model": "transformer"}):
         with pytest.raises(TrainError, match="--real-share is for Graves networks on --data hands"):
             build_training({**opts, **bad, "real_share": 0.9, "out": None})
+
+
+def test_the_readers_lines_hold_the_words_asked_for_each_in_a_training_hand(bigbank_path, synthbank_path):
+    """The reader for any hand sees lines of `--words-per-line` words at `--line-share` per word: real lines
+    stitched from training words and restyled into a training hand, synthetic lines in one font each; no
+    held-out word is in any of them; a bad range is refused."""
+    from handwriting.models.recognizer import RecognizerConfig
+    from handwriting.train import TrainError
+    from handwriting.train.recipes import recognizer_data
+
+    kw = dict(bigbank=str(bigbank_path), synthbank=str(synthbank_path), limit=80, synthetic=40, hands=True, lines=0.5)
+    d = recognizer_data(RecognizerConfig(), words_per_line=(2, 3), **kw)
+    items = d.train.samples
+    real_lines = [s for s in items if "|ink-line-" in str(s.source)]
+    assert len(real_lines) == d.info["stitched_pairs"] == round(0.5 * d.info["real_words"]) > 0
+    assert {len(s.text.split()) for s in real_lines} == {2, 3}
+    syn_lines = [s for s in items if s.source.startswith("synthetic") and " " in s.text]
+    assert len(syn_lines) == round(0.5 * 40) and {len(s.text.split()) for s in syn_lines} == {2, 3}
+    held = {s.text for s in d.valid_words}
+    assert not held & {w for s in items for w in s.text.split()}
+    assert d.info["words_per_line"] == [2, 3]
+    two = recognizer_data(RecognizerConfig(), **kw)  # the default: two words a line
+    assert {len(s.text.split()) for s in two.train.samples if "|ink-line-" in str(s.source)} == {2}
+    with pytest.raises(TrainError, match="words_per_line"):
+        recognizer_data(RecognizerConfig(), words_per_line=(3, 2), **kw)
+    from handwriting.train.command import DEFAULTS
+    from handwriting.train.recipes import build_training
+
+    opts = {**DEFAULTS, "model": "recognizer", "data": "hands", "bigbank": str(bigbank_path), "limit": 80, "synthetic": 40,
+            "steps": 1, "progress": False, "out": None, "line_share": 0.5, "words_per_line": "2-3"}
+    *_, meta, _ = build_training(opts)
+    assert meta["training"]["words_per_line"] == [2, 3] and meta["training"]["stitched_pairs"] == d.info["stitched_pairs"]

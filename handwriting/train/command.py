@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = dict(
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
     augment=False, downsample=None, end_marker=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, keep_checkpoints=False, log_every=10,
     num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True, overwrite=False, split_seed=None,
-    repeat_real=None, real_share=None,
+    repeat_real=None, real_share=None, line_share=None,
 )  # fmt: skip
 
 
@@ -77,6 +77,8 @@ def configure(parser) -> None:
     g.add_argument("--real-share", type=float, metavar="F", help="--data hands, Graves networks: the share of training lines in "
                    "restyled real ink, the rest written by synthetic writers of every font (default 0.6; validation lines keep 0.6)")
     g.add_argument("--repeat-real", type=int, metavar="K", help="recognizer: augmented copies of each real training word (default 2)")
+    g.add_argument("--line-share", type=float, metavar="F", help="recognizer: multi-word lines (of --words-per-line words, "
+                   "default 2) stitched per training word, real and synthetic alike (default 0.1)")
     g.add_argument("--augment", action="store_true", default=None, help="random shear/scale/rotation of the training data (generators: shear centred on zero, so the writer keeps its slant; the transformer on bigbank-like data re-records each augmented word on bigbank's lattice)")
     g.add_argument("--downsample", type=float, metavar="F", help="Graves networks: drop this fraction of each stroke's interior points (default 0.65 for bigbank, as the cursive transformer does; else 0)")
     m = parser.add_argument_group("model")
@@ -200,6 +202,8 @@ def _check_options(opts: dict) -> None:
     finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
     need("valid_fraction", finite(opts.get("valid_fraction")) and 0 < opts["valid_fraction"] < 1, "give a share in (0, 1)")
     need("real_share", finite(opts.get("real_share")) and 0 <= opts["real_share"] <= 1, "give a share in [0, 1]")
+    need("line_share", finite(opts.get("line_share")) and 0 <= opts["line_share"] <= 1, "give a share in [0, 1]")
+    need("line_share", opts.get("model") == "recognizer", "only the recognizer's data has a share of lines; leave it out")
     need("dropout", finite(opts.get("dropout")) and 0 <= opts["dropout"] < 1, "give a probability in [0, 1)")
     need("dropout", opts.get("model") in ("transformer", "mdn-transformer"), "only the transformers have dropout; leave it out")
     need("text_dropout", finite(opts.get("text_dropout")) and 0 <= opts["text_dropout"] < 1, "give a probability in [0, 1)")

@@ -53,7 +53,7 @@ SIZES: dict[str, dict[str, dict]] = {
 #: source of its defaults, for `handwriting train recognizer` and :func:`build_recognizer_training` alike
 RECOGNIZER_DEFAULTS: dict[str, Any] = dict(
     steps=4000, batch_size=32, lr=2e-3, seed=0, hidden=128, layers=2, synthetic=6000, repeat_real=2,
-    valid_fraction=0.1, split_seed=0, lines_share=0.1, eval_every=500,
+    valid_fraction=0.1, split_seed=0, line_share=0.1, words_per_line=2, eval_every=500,
 )
 
 #: defaults per model kind where they differ from the command line's general ones (DEFAULTS in command.py)
@@ -406,20 +406,24 @@ def recognizer_data(
     hands: bool = False,
     synthbank: str | None = None,
     iam: str | None = None,
+    words_per_line: int | tuple[int, int] = 2,
 ) -> RecognizerData:
     """The recognizer's data: bigbank words split word-disjointly (:func:`word_disjoint_split`, the same
     ``valid_fraction``/``split_seed`` as the generators use by default), the training words ``repeat_real``
-    times (each copy gets its own augmentation), two-word lines stitched from training words
-    (``lines`` × the number of training words), and ``synthetic`` random words drawn by random synthetic
-    writers (none of them a held-out word).  Everything is resampled once up front (``config.spacing``); the
-    training set is augmented per item and epoch (:func:`default_augment`).
+    times (each copy gets its own augmentation), lines of ``words_per_line`` (N or (LO, HI)) words stitched
+    from training words (``lines`` × the number of training words), and ``synthetic`` random words drawn by
+    random synthetic writers (none of them a held-out word; the share ``lines`` of them extended into lines as
+    long).  Everything is resampled once up front (``config.spacing``); the training set is augmented per item
+    and epoch (:func:`default_augment`).
 
     ``hands``: a reader for any hand (:mod:`~handwriting.datasets.writers`): synthbank's training words join
     bigbank's, the ``repeat_real`` copies of every real word are each restyled into a random training hand
-    (slant, width, height, size, smoothness), and the synthetic words are written by random writers of every
-    single-stroke font.  Validation stays bigbank's held-out words; no held-out hand is used.  ``iam`` (with
-    ``hands``; ``--data hands+iam:PATH``): IAM-OnDB's training lines join too, in their writers' own hands
-    (:func:`~handwriting.datasets.writers.match_ink`), those whose text the reader's alphabet holds."""
+    (slant, width, height, size, smoothness), the stitched lines are drawn from all real words and each
+    restyled into one such hand (a reader must find the spaces between words in every hand), and the synthetic
+    words are written by random writers of every single-stroke font.  Validation stays bigbank's held-out
+    words; no held-out hand is used.  ``iam`` (with ``hands``; ``--data hands+iam:PATH``): IAM-OnDB's training
+    lines join too, in their writers' own hands (:func:`~handwriting.datasets.writers.match_ink`), those whose
+    text the reader's alphabet holds."""
     from ..datasets.jsonink import load_bigbank
     from ..datasets.synthetic import random_words, synthesize
     from ..datasets.torch_data import StrokeDataset, word_disjoint_split
@@ -435,14 +439,24 @@ def recognizer_data(
     def prep(samples):
         return [s.replace(offsets=prepare_offsets(s.offsets, config.spacing, where=str(s.source))) for s in samples]
 
-    pairs = []
-    for _ in range(int(round(lines * len(train_w)))):
-        a, b = rng.integers(len(train_w), size=2)
-        pairs.append(stitch([train_w[a], train_w[b]], rng=rng))
+    lo, hi = (words_per_line, words_per_line) if isinstance(words_per_line, int) else tuple(words_per_line)
+    if not 1 <= lo <= hi:
+        raise TrainError(f"recognizer: words_per_line {words_per_line!r} must be N or LO-HI with 1 <= LO <= HI")
+
+    def n_words() -> int:  # a fixed count draws nothing, so the two-word default keeps its data
+        return lo if lo == hi else int(rng.integers(lo, hi + 1))
+
+    def stitched(pool) -> list:
+        return [stitch([pool[i] for i in rng.integers(len(pool), size=n_words())], rng=rng)
+                for _ in range(int(round(lines * len(pool))))]
+
+    pairs = [] if hands else stitched(train_w)
     syn_texts = [w for w in random_words(int(synthetic * 1.1) + 10, seed=seed) if w not in held_out][:synthetic]
-    n_syn_lines = int(round(lines * len(syn_texts)))
-    for k in range(n_syn_lines):  # some two-word synthetic lines too
-        syn_texts[k] = syn_texts[k] + " " + syn_texts[-1 - k]
+    words_only, used = list(syn_texts), 0
+    for k in range(int(round(lines * len(syn_texts)))):  # synthetic lines too, their other words from the end
+        extra = n_words() - 1
+        syn_texts[k] = " ".join([words_only[k], *(words_only[-1 - (used + j) % len(words_only)] for j in range(extra))])
+        used += extra
     if not hands:
         syn = synthesize(syn_texts, writer=None, seed=seed) if syn_texts else []
         train_p = prep(train_w)
@@ -459,6 +473,7 @@ def recognizer_data(
         held_out |= {s.text for s in sb_valid}
         real = train_w + [s for s in sb_train if s.text not in held_out]
         restyled = [random_ink_style(rng, f"ink-{k}").apply(s) for k, s in enumerate(real * max(int(repeat_real), 1))]
+        pairs = [random_ink_style(rng, f"ink-line-{k}").apply(s) for k, s in enumerate(stitched(real))]
         syn = [SyntheticWriter(random_font_style(rng, f"font-{k}"), seed=seed + k).write(t, unknown="replace")
                for k, t in enumerate(syn_texts)]  # fmt: skip
         other: list = []
@@ -477,7 +492,7 @@ def recognizer_data(
     info = {
         "bigbank_words": len(words), "train_words": len(train_w), "valid_words": len(valid_w),
         "valid_fraction": valid_fraction, "split_seed": split_seed, "repeat_real": repeat_real,
-        "stitched_pairs": len(pairs), "synthetic": len(syn), "train_items": len(train_all),
+        "stitched_pairs": len(pairs), "words_per_line": [lo, hi], "synthetic": len(syn), "train_items": len(train_all),
         **({"hands": True, "real_words": len(train_p), **({"iam_lines": len(other)} if iam else {})} if hands else {}),
     }  # fmt: skip
     return RecognizerData(train_ds, valid_ds, normalizer, valid_w, {s.text for s in train_w} | set(syn_texts), info)
@@ -506,7 +521,8 @@ def build_recognizer_training(args=None, **overrides):
     data = recognizer_data(
         config, bigbank=get("data", None), valid_fraction=float(get("valid_fraction")),
         split_seed=int(get("split_seed")), repeat_real=int(get("repeat_real")),
-        synthetic=int(get("synthetic")), lines=float(get("lines_share")), seed=seed, limit=get("limit", None),
+        synthetic=int(get("synthetic")), lines=float(get("line_share")), seed=seed, limit=get("limit", None),
+        words_per_line=_words_per_line(get("words_per_line"), "bigbank"),  # never None: RECOGNIZER_DEFAULTS has it
         hands=bool(get("hands", False)), synthbank=get("synthbank", None), iam=get("iam", None),
     )  # fmt: skip
     model.normalizer = data.normalizer
@@ -573,7 +589,8 @@ def build_training(opts: dict) -> tuple:
         raise TrainError("--init is for the generators (graves, graves-prediction, transformer, mdn-transformer)")
     if kind == "recognizer":
         names = ("steps", "batch_size", "lr", "seed", "valid_fraction", "split_seed", "repeat_real", "synthetic",
-                 "limit", "hidden", "layers", "device", "amp", "eval_every", "num_workers", "progress")  # fmt: skip
+                 "line_share", "words_per_line", "limit", "hidden", "layers", "device", "amp", "eval_every",
+                 "num_workers", "progress")  # fmt: skip
         rec_opts = {k: opts[k] for k in names if opts.get(k) is not None}
         parts = str(opts["data"]).split("+")
         iam = [p.partition(":")[2] for p in parts if p.partition(":")[0] == "iam"]
@@ -606,7 +623,14 @@ def build_training(opts: dict) -> tuple:
         return model, train_loader, valid_loader, config, meta, recognizer_report_fn(valid_loader)
     init = None
     if opts.get("init"):
-        init = load_init(str(opts["init"]))
+        own = Path(str(opts["resume"])) / "last" if opts.get("resume") else None
+        if own is not None and ckpt.model_paths(own)[0].is_file():
+            # a resumed fine-tune is rebuilt from its own last checkpoint (the architecture, alphabet and
+            # normalisation it began with; the state then restores the weights): --init may name other weights now
+            model, record = load_init(str(own))
+            init = (model, record["init_from"])
+        else:
+            init = load_init(str(opts["init"]))
         opts = {**opts, "_init": init}
     train_s, valid_s, info = load_data(opts)
     if init is not None:
