@@ -327,6 +327,32 @@ def test_priming_carries_the_state_of_the_prime():
     assert not torch.allclose(primed.strokes[:, :n], plain.strokes[:, :n])
 
 
+def test_sampling_moves_a_window_left_behind_on_the_prime_on_to_its_end():
+    """Three points of ink cannot carry an untrained window over seven characters: without catching up it would
+    write the prime's text again.  Sampling moves such a window on to the prime's closing space, and leaves a
+    window that kept up (a one-character prime) as the prime left it."""
+    torch.manual_seed(12)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    x, _ = _data(B=2, T=3, U=1)
+    ptext = torch.tensor([[1, 2, 3, 4, 5, 6, 11], [7, 11, 0, 0, 0, 0, 0]])  # 11: the closing space
+    new = torch.tensor([[8, 9], [8, 9]])
+    full, full_mask = concat_texts(ptext, ptext != 0, new, new != 0)
+    prime = Prime(x, ptext)
+    (_, _, kappa, _), _ = model.prime_state(prime, full, full_mask)
+    (_, _, caught, _), _ = model.prime_state(prime, full, full_mask, catch_up=True)
+    pos = torch.arange(1, full.shape[1] + 1, dtype=torch.float32)
+
+    def peak(k, row):  # where an even window over the K centres weighs most
+        return int(pos[torch.exp(-(k[row].unsqueeze(1) - pos).square()).sum(0).argmax()])
+
+    assert peak(kappa, 0) == 1 and peak(caught, 0) >= 6  # from the prime's first character to its end
+    shift = caught[0] - kappa[0]
+    assert torch.allclose(shift, shift[0].expand_as(shift)) and float(shift[0]) > 1  # the window moved as a whole
+    torch.testing.assert_close(caught[1], kappa[1])
+    res = model.sample(new, seed=0, prime=prime, points_per_char=10, internals=True)
+    assert int(res.internals["phi"][0, 0].argmax()) + 1 >= 6  # the first sampled point reads the prime's end or after
+
+
 def test_unconditional_sampling():
     torch.manual_seed(11)
     model = PredictionNetwork(GravesConfig(**SMALL))

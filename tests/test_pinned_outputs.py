@@ -8,7 +8,8 @@ order in which it uses the random generator) fails here; a deliberate one update
 with the default recipe continued to 3,200 steps, then continued 2,000 more at a quarter of its rate; the cursive transformers: the bias became min-p truncation instead of
 a temperature, 2026-12-02; cursive-transformer-bigbank: new weights twice on 2026-12-03 — a warm restart averaged over its checkpoints, then a
 from-scratch run averaged over its late checkpoints — and again on 2026-12-07: that network averaged with its continuation on
-distilled words, a model soup)."""
+distilled words, a model soup; graves-synthesis-tiny primed, 2026-12-07: its window, left behind on a prime
+cut short, is now moved on to the prime's end before it writes)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ PLAIN = {
                                ((0.009902825579047203, 0.0020258305594325066), (-0.00010627927258610725, -0.010751758702099323))),
 }  # fmt: skip
 PRIMED = {
-    "graves-synthesis-tiny": (164, 8, (0.3957938007079065, -0.04797583899926394),
-                             ((-0.017508216202259064, 0.03331327438354492), (0.005427123513072729, -0.006633835379034281))),
+    "graves-synthesis-tiny": (119, 7, (0.15663278312422335, -0.07338265886937734),  # window caught up, 2026-12-07
+                             ((-0.017109518870711327, 0.033345431089401245), (0.0069636814296245575, -0.003933059982955456))),
     "cursive-transformer-tiny": (183, 2, (1.2601058071886655, -0.10773882421199232),  # bias as min-p, 2026-12-02
                                 ((0.043920088559389114, 0.025636790320277214), (-0.0323481522500515, -0.04073349013924599))),
     "mdn-transformer-tiny": (200, 2, (1.7255656700581312, 0.4297967017337214),

@@ -428,10 +428,11 @@ class SynthesisNetwork(_GravesBase):
     # -- sampling (Graves §5.3–5.5) ---------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def prime_state(self, prime: Prime, text: torch.Tensor, text_mask: torch.Tensor):
+    def prime_state(self, prime: Prime, text: torch.Tensor, text_mask: torch.Tensor, catch_up: bool = False):
         """Run the network over the prime strokes (teacher forcing) with the window over ``text`` (the
         concatenated text); rows stop at their own prime length.  Returns the step state and each row's
-        last prime point (the first input of the continuation)."""
+        last prime point (the first input of the continuation).  ``catch_up`` (what sampling does): a window
+        left more than one character short of the prime's closing space is moved on to it."""
         _check_x(prime.x, "prime.x")
         B, Tp, _ = prime.x.shape
         device = prime.x.device
@@ -447,15 +448,23 @@ class SynthesisNetwork(_GravesBase):
         kappa = torch.zeros(B, K, device=device)
         w = torch.zeros(B, A, device=device)
         inputs = _shift_inputs(prime.x.float())
+        phi = torch.zeros(B, text.shape[1] + 1, device=device)
         for t in range(int(plen.max())):
             active = (t < plen).view(B, 1)
             h_old, c_old, kappa_old, w_old = list(h), list(c), kappa, w
-            _, kappa, w, *_ = synthesis_step(pk, inputs[:, t], h, c, kappa, w)
+            _, kappa, w, phi_t, *_ = synthesis_step(pk, inputs[:, t], h, c, kappa, w)
+            phi = torch.where(active, phi_t[:, 0], phi)
             if not bool(active.all()):
                 h = [torch.where(active, a, b) for a, b in zip(h, h_old)]
                 c = [torch.where(active, a, b) for a, b in zip(c, c_old)]
                 kappa = torch.where(active, kappa, kappa_old)
                 w = torch.where(active, w, w_old)
+        if catch_up:
+            # the prime's ink is all written, so its text is too: a window left behind on it (the network misread
+            # a hand it does not know) would write the prime's last letters again before the new text
+            closing = (prime.text_mask if prime.text_mask is not None else prime.text != 0).sum(1).float()
+            peak = phi.argmax(1).float() + 1  # the window's positions u are 1-based
+            kappa = kappa + ((closing - peak) * (peak < closing - 1)).unsqueeze(1)
         last = prime.x.float()[torch.arange(B, device=device), plen - 1]
         return (h, c, kappa, w), last
 
@@ -478,7 +487,8 @@ class SynthesisNetwork(_GravesBase):
         Each row stops when its window has passed its last character (Graves' rule, :func:`window_stop`)
         or after ``points_per_char`` × its number of characters (and never after ``max_steps``).  ``bias``
         is a float or one value per row (Graves §5.4).  ``prime`` continues a real sequence in its style
-        (§5.5): the window runs over the prime's text followed by ``text``.  ``internals=True`` also returns
+        (§5.5): the window runs over the prime's text followed by ``text`` (from the prime's end: ``catch_up`` of
+        :meth:`prime_state`).  ``internals=True`` also returns
         the per-step mixture parameters and window (φ, κ, α, β, w) for plotting.  ``stop=False`` ignores
         the window rule (every row runs to its length guard: fixed-length sampling, benchmarks).
         """
@@ -506,7 +516,7 @@ class SynthesisNetwork(_GravesBase):
             prime = Prime(
                 prime.x.to(device), ptext, None if prime.x_mask is None else prime.x_mask.to(device), pmask
             )
-            (h, c, kappa, w), x = self.prime_state(prime, full, full_mask)
+            (h, c, kappa, w), x = self.prime_state(prime, full, full_mask, catch_up=True)
         else:
             full, full_mask = text, mask_b
             h = [torch.zeros(B, H, device=device) for _ in range(L)]
