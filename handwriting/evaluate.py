@@ -560,20 +560,23 @@ def _read_hands(rec, words: Sequence, real: Sequence, seed: int, beam_width: int
     into lines of 2-3 words (:func:`held_out_lines`: a reader must find the spaces too)."""
     from .datasets.writers import held_out_writers
 
-    lines = held_out_lines([s.text for s in words], seed)
-    per, pooled, refs, pooled_lines = {}, [], [], []
+    texts = [s.text for s in words]
+    lines = held_out_lines(texts, seed)
+    per, read_words, read_lines = {}, [], []
     for w in held_out_writers(real):
-        samples = [w.write(s.text, EVAL_SEED + seed + k) for k, s in enumerate(words)]
-        _, res = _read(rec, samples, [s.text for s in words], seed, beam_width)
-        written = [w.write(t, EVAL_SEED + seed + k) for k, t in enumerate(lines)]
-        _, res_lines = _read(rec, written, lines, seed, beam_width)
-        per[w.name] = {"kind": w.kind, **res, "lines": res_lines}
-        pooled += samples
-        refs += [s.text for s in words]
-        pooled_lines += written
-    _, res = _read(rec, pooled, refs, seed, beam_width)
-    _, res_lines = _read(rec, pooled_lines, lines * len(per), seed, beam_width)
-    return {"held_out_hands": per, "held_out_pooled": res, "held_out_lines_pooled": res_lines}
+        preds, res = _read(rec, [w.write(t, EVAL_SEED + seed + k) for k, t in enumerate(texts)], texts, seed, beam_width)
+        preds_l, res_l = _read(rec, [w.write(t, EVAL_SEED + seed + k) for k, t in enumerate(lines)], lines, seed, beam_width)
+        per[w.name] = {"kind": w.kind, **res, "lines": res_l}
+        read_words += preds
+        read_lines += preds_l
+    pooled = {k: _pooled(p, r, seed) for k, p, r in (("words", read_words, texts), ("lines", read_lines, lines))}
+    return {"held_out_hands": per, "held_out_pooled": pooled["words"], "held_out_lines_pooled": pooled["lines"]}
+
+
+def _pooled(preds: list[str], refs: Sequence[str], seed: int) -> dict:
+    """The score of every hand's reading of ``refs`` together (``preds``: one reading per hand, hand after hand)."""
+    refs = list(refs) * (len(preds) // max(len(refs), 1))
+    return {**score(preds, refs, seed=seed), "examples": [[r, p] for r, p in zip(refs[:12], preds[:12])]}
 
 
 def _split_of(model) -> dict:
