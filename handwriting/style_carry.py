@@ -44,7 +44,9 @@ The measurement
       held-out words are not in its training data) with 95% bootstrap intervals over texts: priming should
       not cost legibility.
 
-Everything is deterministic for a fixed seed (the timings aside).
+Everything is deterministic for a fixed seed (the timings aside).  One seed is one draw of texts, primes and
+sampling, and a draw's CER moves by a point or two with its texts: ``--draws N`` (:func:`measure_draws`) measures N
+seeds and pools their CER, the estimate to hold against a bar.
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ __all__ = [
     "carry_table",
     "choose_texts",
     "measure",
+    "measure_draws",
     "format_carry",
+    "format_draws",
     "configure",
     "run",
 ]
@@ -378,6 +382,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         for k, row in enumerate(table["writers"]):  # in the order of names
             span = slice(k * len(texts), (k + 1) * len(texts))
             row.setdefault("cer", {})[c] = cer(preds[span], refs[span])
+            row.setdefault("read", {})[c] = preds[span]
     t_read = time.perf_counter() - t0
     name = model if isinstance(model, (str, os.PathLike)) else getattr(gen, "pretrained_name", None) or type(gen).__name__
     for row in table["writers"]:
@@ -407,6 +412,39 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         "seconds": {"writers": t_writers, "model": t_model, "fitting": t_fit, "reading": t_read,
                     "total": time.perf_counter() - t_start},
     }
+
+
+def measure_draws(model: Any, draws: int, seed: int = 0, **kw) -> dict:
+    """:func:`measure` on ``draws`` draws — seeds ``seed`` … ``seed + draws − 1``, each its own texts, primes and
+    sampling — and pooled: per condition the CER of every text of every draw, with a 95% bootstrap interval over
+    (draw, writer) pairs (the texts a writer's prime conditions move together), and each draw's Spearman ρ and
+    mean style distance with their mean, min and max.  One draw's CER moves by a point or two with its texts;
+    the pooled one is the estimate to hold against a bar."""
+    from .evaluate import edit_distance
+    from .generate import check_number, check_seed
+
+    draws = check_number("style: draws (--draws)", draws, 1, 100, integer=True, hint="; draws of texts, primes and sampling")
+    seed = check_seed("style: seed (--seed)", seed)
+    runs = [measure(model, seed=seed + k, **kw) for k in range(draws)]
+    conds = list(runs[0]["cer"])
+    cer_pooled = {}
+    for c in conds:
+        edits, chars = [], []
+        for r in runs:
+            for row in r["writers"]:
+                edits.append(sum(edit_distance(p, t) for p, t in zip(row["read"][c], r["texts"])))
+                chars.append(sum(max(len(t), 1) for t in r["texts"]))
+        cer_pooled[c] = {"cer": sum(edits) / sum(chars), "cer_ci95": list(bootstrap_ci(edits, chars, seed=seed)),
+                         "texts": len(edits) * len(runs[0]["texts"]), "clusters": len(edits)}
+    spread = lambda vals: {"mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals))}  # noqa: E731
+    rho = {c: {k: spread([r["summary"]["spearman"][c][k]["rho"] for r in runs]) for k in CORRELATED}
+           for c in runs[0]["summary"]["spearman"]}
+    dist = {c: spread([r["summary"]["distance"][c]["mean"] for r in runs]) for c in runs[0]["summary"]["distance"]}
+    keep = ("model", "bias", "words", "hands", "recognizer", "recognizer_trained_on", "recognizer_sha256", "beam_width",
+            "candidates", "reranker")
+    return {"what": "style carry over draws", **{k: runs[0][k] for k in keep}, "seeds": [r["seed"] for r in runs],
+            "pooled": {"cer": cer_pooled, "spearman": rho, "distance": dist}, "draws": runs,
+            "seconds": {"total": sum(r["seconds"]["total"] for r in runs)}}
 
 
 def _fit_texts(pool: Sequence[str], prime_text: str, texts: Sequence[str], n: int, seed: int) -> list[str]:
@@ -468,6 +506,31 @@ def format_carry(result: Mapping) -> str:
     return "\n".join(out)
 
 
+def format_draws(result: Mapping) -> str:
+    """One line per draw (its ρ, mean style distance and CER per condition), then the pooled line."""
+    pooled = result["pooled"]
+    conds = list(pooled["cer"])
+    rho_conds = list(pooled["spearman"])
+    lines = []
+    for r in result["draws"]:
+        s = r["summary"]
+        rho = "  ".join(f"{c[:3]} ρ " + "/".join(f"{s['spearman'][c][k]['rho']:+.2f}" for k in CORRELATED) for c in rho_conds)
+        dist = "/".join(f"{s['distance'][c]['mean']:.2f}" for c in rho_conds)
+        cers = "/".join(f"{100 * r['cer'][c]['cer']:.1f}%" for c in conds)
+        lines.append(f"seed {r['seed']:>3}  {rho}  distance {dist}  CER {cers}")
+    lines.append(f"CER columns: {'/'.join(conds)}; ρ: {', '.join(_SHORT[k] for k in CORRELATED)}")
+    for c in rho_conds:
+        lines.append(f"{c}: ρ mean [min, max] " + ", ".join(
+            f"{_SHORT[k]} {pooled['spearman'][c][k]['mean']:+.2f} [{pooled['spearman'][c][k]['min']:+.2f}, "
+            f"{pooled['spearman'][c][k]['max']:+.2f}]" for k in CORRELATED)
+            + f"; distance {pooled['distance'][c]['mean']:.2f}")
+    for c in conds:
+        p = pooled["cer"][c]
+        lines.append(f"pooled CER, {c}: {_fmt_ci(p['cer'], p['cer_ci95'])} over {p['texts']} texts "
+                     f"({len(result['draws'])} draws; interval over draw-writer pairs)")
+    return "\n".join(lines)
+
+
 def configure(p) -> None:
     """The arguments of ``handwriting evaluate style`` (``p``: its sub-parser)."""
     p.add_argument("--model", required=True, help="pretrained name or checkpoint path of a text-conditioned model")
@@ -480,6 +543,8 @@ def configure(p) -> None:
                    help="'held-out': the hands no model here trained on (default); 'training': a control, hands drawn "
                         "as the training lines are (2 per font and, with held-out words, 4 restyled real hands)")
     p.add_argument("--seed", type=int, default=0, help="seed of the texts, the writers and the sampling (default 0)")
+    p.add_argument("--draws", type=int, default=1, metavar="N",
+                   help="measure N draws (seeds --seed … --seed + N − 1) and pool their CER (default 1)")
     p.add_argument("--recognizer", default=None, help="recognizer checkpoint or pretrained name (default recognizer-bigbank)")
     p.add_argument("--beam", type=int, default=1, help="CTC beam width (1: greedy decoding, the default)")
     p.add_argument("--fit-words", type=int, default=0, metavar="N",
@@ -499,19 +564,27 @@ def configure(p) -> None:
 def run(args) -> int:
     """``handwriting evaluate style`` (called by :func:`handwriting.evaluate.run`, which has checked ``--json``
     and set the threads)."""
-    r = measure(args.model, n_texts=args.texts, bias=args.bias, seed=args.seed, words=args.words,
-                recognizer=args.recognizer, beam_width=args.beam, device=args.device, fit_words=args.fit_words,
-                fit_minutes=args.fit_minutes, fit_steps=args.fit_steps, candidates=args.candidates,
-                reranker=args.reranker, hands=args.hands)  # fmt: skip
+    kw = dict(n_texts=args.texts, bias=args.bias, words=args.words, recognizer=args.recognizer, beam_width=args.beam,
+              device=args.device, fit_words=args.fit_words, fit_minutes=args.fit_minutes, fit_steps=args.fit_steps,
+              candidates=args.candidates, reranker=args.reranker, hands=args.hands)  # fmt: skip
+    many = args.draws != 1
+    r = measure_draws(args.model, args.draws, seed=args.seed, **kw) if many else measure(args.model, seed=args.seed, **kw)
     decoding = "" if r["candidates"] == 1 else f", best of {r['candidates']} reranked by {r['reranker']}"
-    print(f"style carry of {r['model']} (bias {r['bias']:g}, seed {r['seed']}{decoding}): {len(r['writers'])} {_HANDS[r['hands']]}, "
-          f"prime {r['prime_text']!r}, {len(r['texts'])} target texts of {r['words']}")
-    print(f"CER read by {r['recognizer']} (trained on {r['recognizer_trained_on']} hands); features: mean over a "
-          "writer's samples, ref = the writer's own writing of the texts")
-    print(format_carry(r))
-    sec = r["seconds"]
-    fit = f", style fits {sec['fitting']:.1f}" if sec.get("fitting") else ""
-    print(f"time: {sec['total']:.1f} s (writers {sec['writers']:.1f}, model {sec['model']:.1f}{fit}, reading {sec['reading']:.1f})")
+    if many:
+        print(f"style carry of {r['model']} over {len(r['seeds'])} draws (bias {r['bias']:g}, seeds {r['seeds'][0]}–"
+              f"{r['seeds'][-1]}{decoding}): {len(r['draws'][0]['writers'])} {_HANDS[r['hands']]}, read by {r['recognizer']}")
+        print(format_draws(r))
+        print(f"time: {r['seconds']['total']:.1f} s")
+    else:
+        print(f"style carry of {r['model']} (bias {r['bias']:g}, seed {r['seed']}{decoding}): {len(r['writers'])} "
+              f"{_HANDS[r['hands']]}, prime {r['prime_text']!r}, {len(r['texts'])} target texts of {r['words']}")
+        print(f"CER read by {r['recognizer']} (trained on {r['recognizer_trained_on']} hands); features: mean over a "
+              "writer's samples, ref = the writer's own writing of the texts")
+        print(format_carry(r))
+        sec = r["seconds"]
+        fit = f", style fits {sec['fitting']:.1f}" if sec.get("fitting") else ""
+        print(f"time: {sec['total']:.1f} s (writers {sec['writers']:.1f}, model {sec['model']:.1f}{fit}, reading "
+              f"{sec['reading']:.1f})")
     if args.json:
         _write_json(args.json, _jsonable(r))
     return 0

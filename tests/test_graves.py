@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from handwriting import strokes as S
 from handwriting.models.graves import (
+    drop_leading,
     GravesConfig,
     PredictionNetwork,
     Prime,
@@ -351,6 +352,56 @@ def test_sampling_moves_a_window_left_behind_on_the_prime_on_to_its_end():
     torch.testing.assert_close(caught[1], kappa[1])
     res = model.sample(new, seed=0, prime=prime, points_per_char=10, internals=True)
     assert int(res.internals["phi"][0, 0].argmax()) + 1 >= 6  # the first sampled point reads the prime's end or after
+
+
+def test_drop_leading_keeps_the_rest_of_the_row_where_it_was_drawn():
+    """The points cut from a row's start move the first kept point, so every kept point stays where the network
+    drew it; a row that would be left empty is kept whole; per-step records are cut alike."""
+    out = torch.tensor([
+        [[1.0, 0, 0], [2, 1, 1], [3, 0, 0], [1, 1, 1], [0, 0, 0]],
+        [[1.0, 1, 1], [1, 0, 0], [1, 0, 1], [0, 0, 0], [0, 0, 0]],
+        [[4.0, 0, 0], [1, 2, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]],
+    ])
+    lengths, lead = torch.tensor([4, 3, 2]), torch.tensor([2, 0, 2])
+    rec = {"phi": torch.arange(15.0).view(5, 3)}  # (T, B)
+    cut, new_len, new_rec = drop_leading(out.clone(), lengths, lead, rec)
+    assert new_len.tolist() == [2, 3, 2]
+    ends = lambda o, n: torch.cumsum(o[:n, :2], 0)  # noqa: E731  the pen's positions
+    torch.testing.assert_close(ends(cut[0], 2), ends(out[0], 4)[2:])
+    torch.testing.assert_close(cut[0, :2, 2], out[0, 2:4, 2])
+    torch.testing.assert_close(cut[1], out[1])
+    torch.testing.assert_close(cut[2], out[2])
+    assert new_rec["phi"][:, 0].tolist() == [6.0, 9.0, 12.0, 0.0, 0.0] and new_rec["phi"][:, 1].tolist() == [1.0, 4.0, 7.0, 10.0, 13.0]
+
+
+def test_a_primed_row_begins_with_a_stroke_its_window_wrote_on_the_new_text(monkeypatch):
+    """Strokes an (untrained) network ends while its window is still on the prime would be stray marks before
+    the text: sampling leaves them out, so the first stroke of every row ends after the window reached the new
+    text.  Without :func:`drop_leading` some row would begin with such a stroke."""
+    import handwriting.models.graves as G
+
+    torch.manual_seed(5)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    x = _data(B=2, T=30, U=1)[0][:1]
+    ptext = torch.tensor([[1, 2, 11]])  # 11: the closing space
+    new = torch.tensor([[8, 9, 10]] * 6)
+    prime = Prime(x.expand(6, -1, -1).contiguous(), ptext.expand(6, -1).contiguous())
+
+    def first_stroke_on_text(res):
+        ok = []
+        for b in range(new.shape[0]):
+            n = int(res.lengths[b])
+            pen, at = res.strokes[b, :n, 2], res.internals["phi"][b, :n].argmax(-1)
+            if not bool((at >= 3).any()):
+                continue  # the window never reached the text: the row is kept whole
+            end = int((pen > 0.5).nonzero()[0]) if bool((pen > 0.5).any()) else n - 1
+            ok.append(bool((at[: end + 1] >= 3).any()))
+        return ok
+
+    ok = first_stroke_on_text(model.sample(new, seed=0, prime=prime, points_per_char=20, internals=True))
+    assert ok and all(ok)
+    monkeypatch.setattr(G, "drop_leading", lambda out, lengths, lead, rec=None: (out, lengths, rec))
+    assert not all(first_stroke_on_text(model.sample(new, seed=0, prime=prime, points_per_char=20, internals=True)))
 
 
 def test_unconditional_sampling():

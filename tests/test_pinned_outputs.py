@@ -9,7 +9,8 @@ with the default recipe continued to 3,200 steps, then continued 2,000 more at a
 a temperature, 2026-12-02; cursive-transformer-bigbank: new weights twice on 2026-12-03 — a warm restart averaged over its checkpoints, then a
 from-scratch run averaged over its late checkpoints — and again on 2026-12-07: that network averaged with its continuation on
 distilled words, a model soup; graves-synthesis-tiny primed, 2026-12-07: its window, left behind on a prime
-cut short, is now moved on to the prime's end before it writes)."""
+cut short, is now moved on to the prime's end before it writes; and again the same day: a stroke of 6 points that it
+ended before its window reached "hello", finishing the prime, is now left out of the row)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ PLAIN = {
                                ((0.009902825579047203, 0.0020258305594325066), (-0.00010627927258610725, -0.010751758702099323))),
 }  # fmt: skip
 PRIMED = {
-    "graves-synthesis-tiny": (119, 7, (0.15663278312422335, -0.07338265886937734),  # window caught up, 2026-12-07
-                             ((-0.017109518870711327, 0.033345431089401245), (0.0069636814296245575, -0.003933059982955456))),
+    "graves-synthesis-tiny": (113, 6, (0.1566327845212072, -0.0719774905446684),  # the prime's marks left out, 2026-12-07
+                             ((0.002246388467028737, -0.011892377398908138), (0.0069636814296245575, -0.003933059982955456))),
     "cursive-transformer-tiny": (183, 2, (1.2601058071886655, -0.10773882421199232),  # bias as min-p, 2026-12-02
                                 ((0.043920088559389114, 0.025636790320277214), (-0.0323481522500515, -0.04073349013924599))),
     "mdn-transformer-tiny": (200, 2, (1.7255656700581312, 0.4297967017337214),

@@ -11,6 +11,7 @@ from scipy import stats
 
 from handwriting.cli import main
 from handwriting.datasets.writers import held_out_writers, training_writers
+from handwriting.evaluate import cer
 from handwriting.style_carry import (
     CORRELATED,
     DISTANCE_FEATURES,
@@ -121,13 +122,15 @@ def test_choose_texts_disjoint_and_deterministic():
 # end to end
 
 
-def test_command_on_the_tiny_model(tmp_path, capsys, one_thread):
+def _style(tmp_path, capsys, *args) -> tuple[str, dict]:
+    """``handwriting evaluate style`` on the tiny model with random words and ``args``: what it printed, its JSON."""
     out = tmp_path / "style.json"
-    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "2",
-               "--json", str(out)])  # fmt: skip
-    assert rc == 0
-    printed = capsys.readouterr().out
-    r = json.loads(out.read_text())
+    assert main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", *args, "--json", str(out)]) == 0
+    return capsys.readouterr().out, json.loads(out.read_text())
+
+
+def test_command_on_the_tiny_model(tmp_path, capsys, one_thread):
+    printed, r = _style(tmp_path, capsys, "--texts", "2")
     names = [w.name for w in held_out_writers()]
     assert [w["name"] for w in r["writers"]] == names
     for w in r["writers"]:
@@ -174,12 +177,7 @@ def test_held_out_words_give_twelve_writers(bigbank_path, monkeypatch, one_threa
 def test_styled_condition_fits_each_writer_on_other_words(tmp_path, capsys, one_thread):
     """--fit-words adds the fine-tuned condition: a style file per writer, fitted on words that are neither the
     prime's nor the targets', then the styled model writes the targets; it enters every table and the CER."""
-    out = tmp_path / "style.json"
-    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "2",
-               "--fit-words", "6", "--fit-steps", "3", "--json", str(out)])  # fmt: skip
-    assert rc == 0
-    printed = capsys.readouterr().out
-    r = json.loads(out.read_text())
+    printed, r = _style(tmp_path, capsys, "--texts", "2", "--fit-words", "6", "--fit-steps", "3")
     fit = r["style_fit"]["words"]
     assert len(fit) == len(set(fit)) == 6
     assert not set(fit) & (set(r["prime_text"].split()) | {w for t in r["texts"] for w in t.split()})
@@ -197,12 +195,8 @@ def test_styled_condition_fits_each_writer_on_other_words(tmp_path, capsys, one_
 
 
 def test_the_training_hands_control_is_measured_and_labelled(tmp_path, capsys, one_thread):
-    out = tmp_path / "style.json"
-    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "1",
-               "--hands", "training", "--json", str(out)])  # fmt: skip
-    assert rc == 0
-    assert "8 writers drawn as the training lines are (the control)" in capsys.readouterr().out
-    r = json.loads(out.read_text())
+    printed, r = _style(tmp_path, capsys, "--texts", "1", "--hands", "training")
+    assert "8 writers drawn as the training lines are (the control)" in printed
     assert r["hands"] == "training"
     assert [w["name"] for w in r["writers"]] == [w.name for w in training_writers(None, seed=0)]
     held = measure("graves-synthesis-tiny", n_texts=1, words="random", n_boot=50)
@@ -216,13 +210,32 @@ def test_best_of_n_is_labelled_and_never_scored_by_its_own_reranker(tmp_path, ca
     the scorer must be another network, and the result says which decoding it measured."""
     with pytest.raises(Exception, match="same network"):
         measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], candidates=3)
-    out = tmp_path / "style.json"
-    rc = main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--texts", "1",
-               "--recognizer", "recognizer-hands", "--candidates", "3", "--json", str(out)])  # fmt: skip
-    assert rc == 0
-    assert "best of 3 reranked by recognizer-bigbank" in capsys.readouterr().out
-    r = json.loads(out.read_text())
+    printed, r = _style(tmp_path, capsys, "--texts", "1", "--recognizer", "recognizer-hands", "--candidates", "3")
+    assert "best of 3 reranked by recognizer-bigbank" in printed
     assert (r["candidates"], r["reranker"], r["recognizer"]) == (3, "recognizer-bigbank", "recognizer-hands")
     plain = measure("graves-synthesis-tiny", n_texts=1, words="random", recognizer="recognizer-hands", n_boot=50)
     assert plain["candidates"] == 1 and plain["reranker"] is None
     assert [w["primed"] for w in plain["writers"]] != [w["primed"] for w in r["writers"]]
+
+
+def test_draws_pool_the_cer_of_every_text_of_every_draw(tmp_path, capsys, one_thread):
+    """--draws N measures seeds --seed … --seed + N − 1 exactly as N single runs, and pools their CER: the
+    edits of every text read in every draw over all their characters (not a mean of the draws' rates)."""
+    printed, r = _style(tmp_path, capsys, "--texts", "2", "--seed", "3", "--draws", "2")
+    assert r["seeds"] == [3, 4] and [d["seed"] for d in r["draws"]] == [3, 4]
+    single = measure("graves-synthesis-tiny", n_texts=2, words="random", seed=4)
+    assert r["draws"][1]["writers"] == single["writers"] and r["draws"][1]["texts"] == single["texts"]
+    for c in ("reference", "primed", "unprimed"):
+        reads = [p for d in r["draws"] for w in d["writers"] for p in w["read"][c]]
+        texts = [t for d in r["draws"] for _ in d["writers"] for t in d["texts"]]
+        assert r["pooled"]["cer"][c]["cer"] == pytest.approx(cer(reads, texts))
+        lo, hi = r["pooled"]["cer"][c]["cer_ci95"]
+        assert lo <= r["pooled"]["cer"][c]["cer"] <= hi
+        assert r["pooled"]["cer"][c]["texts"] == len(texts)
+    for w in r["draws"][0]["writers"]:  # each writer's readings give its CER
+        assert w["cer"]["primed"] == pytest.approx(cer(w["read"]["primed"], r["draws"][0]["texts"]))
+    slants = [d["summary"]["spearman"]["primed"]["slant"]["rho"] for d in r["draws"]]
+    assert r["pooled"]["spearman"]["primed"]["slant"]["mean"] == pytest.approx(sum(slants) / 2)
+    assert "pooled CER, primed:" in printed and "seed   4" in printed
+    assert main(["evaluate", "style", "--model", "graves-synthesis-tiny", "--words", "random", "--draws", "0"]) == 2
+    assert "draws (--draws) must be from 1 to 100" in capsys.readouterr().err

@@ -488,7 +488,9 @@ class SynthesisNetwork(_GravesBase):
         or after ``points_per_char`` × its number of characters (and never after ``max_steps``).  ``bias``
         is a float or one value per row (Graves §5.4).  ``prime`` continues a real sequence in its style
         (§5.5): the window runs over the prime's text followed by ``text`` (from the prime's end: ``catch_up`` of
-        :meth:`prime_state`).  ``internals=True`` also returns
+        :meth:`prime_state`); strokes the network ends before its window reaches ``text`` finish the prime (a hand
+        that dots and crosses after the word does so there) and are left out of the row (:func:`drop_leading`),
+        since the prime is not on the page to receive them.  ``internals=True`` also returns
         the per-step mixture parameters and window (φ, κ, α, β, w) for plotting.  ``stop=False`` ignores
         the window rule (every row runs to its length guard: fixed-length sampling, benchmarks).
         """
@@ -517,6 +519,8 @@ class SynthesisNetwork(_GravesBase):
                 prime.x.to(device), ptext, None if prime.x_mask is None else prime.x_mask.to(device), pmask
             )
             (h, c, kappa, w), x = self.prime_state(prime, full, full_mask, catch_up=True)
+            first_new = pmask.sum(1)  # where each row's own text begins in `full`
+            on_text = torch.zeros(B, dtype=torch.bool, device=device)
         else:
             full, full_mask = text, mask_b
             h = [torch.zeros(B, H, device=device) for _ in range(L)]
@@ -529,6 +533,7 @@ class SynthesisNetwork(_GravesBase):
         sampler = StepSampler(B, M, steps, bias, generator, device, cfg.log_sigma_min, cfg.log_sigma_max, cfg.rho_max)
         out = torch.zeros(B, steps, 3, device=device)
         lengths = torch.zeros(B, dtype=torch.long, device=device)
+        lead = torch.zeros(B, dtype=torch.long, device=device)  # primed: points of strokes that finish the prime
         stopped = torch.zeros(B, dtype=torch.bool, device=device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         rec = None
@@ -548,6 +553,10 @@ class SynthesisNetwork(_GravesBase):
             raw, kappa, w, phi, phi_raw, alpha, beta = synthesis_step(pk, x, h, c, kappa, w)
             x = sampler(raw, t)
             out_l[t].copy_(x)
+            if prime is not None:
+                # a stroke ended before the window reaches the new text finishes the prime (its late dots and crosses)
+                on_text |= phi.view(B, -1)[:, :-1].argmax(1) >= first_new
+                lead.masked_fill_(~on_text & (x[:, 2] > 0.5), t + 1)
             if rec is not None:
                 rec["raw"][t] = raw
                 rec["phi"][t] = phi[:, 0, :-1]
@@ -569,6 +578,8 @@ class SynthesisNetwork(_GravesBase):
                 t_end = t + 1
                 break
         lengths = torch.where(done, lengths, torch.full_like(lengths, t_end))
+        if bool(lead.any()):
+            out, lengths, rec = drop_leading(out, lengths, lead, rec)
         T = int(lengths.max())
         strokes = out[:, :T]
         strokes = strokes * (torch.arange(T, device=device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
@@ -585,6 +596,30 @@ class SynthesisNetwork(_GravesBase):
         """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`:
         :func:`sample_rows`."""
         return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps)
+
+
+def drop_leading(out: torch.Tensor, lengths: torch.Tensor, lead: torch.Tensor, rec: dict | None = None):
+    """Sampled rows ``out`` (B, T, 3) without their first ``lead[b]`` points, which end a stroke: their offsets
+    move into the first point kept, so the rest stays where it was drawn.  A row that would be left empty is
+    kept whole.  ``rec`` (per-step records, (T, B, ...)) is cut alike.  Returns ``(out, lengths, rec)``."""
+    lead = torch.where(lead < lengths, lead, torch.zeros_like(lead))
+    T = out.shape[1]
+    before = torch.arange(T, device=out.device).unsqueeze(0) < lead.unsqueeze(1)
+    moved = (out[..., :2] * before.unsqueeze(-1)).sum(1)
+    out = _shift_left(out, lead)
+    out[:, 0, :2] += moved
+    if rec is not None:
+        rec = {k: _shift_left(v.transpose(0, 1), lead).transpose(0, 1) for k, v in rec.items()}
+    return out, lengths - lead, rec
+
+
+def _shift_left(a: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+    """``a`` (B, T, ...) with row ``b`` moved ``by[b]`` steps to the left, zeros after."""
+    B, T = a.shape[:2]
+    idx = torch.arange(T, device=a.device).unsqueeze(0) + by.unsqueeze(1)
+    shape = (B, T) + (1,) * (a.dim() - 2)
+    keep = (idx < T).view(shape)
+    return a.gather(1, idx.clamp(max=T - 1).view(shape).expand_as(a)) * keep
 
 
 def _window_internals(phi, abk, w, K: int) -> dict[str, torch.Tensor]:
