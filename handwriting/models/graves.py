@@ -81,6 +81,7 @@ __all__ = [
     "bf16_matmul_supported",
     "concat_texts",
     "window_stop",
+    "drop_leading",
     "sample_rows",
 ]
 
