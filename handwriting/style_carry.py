@@ -43,6 +43,9 @@ The measurement
       ``recognizer-bigbank``, trained on bigbank + synthetic-writer hands; the restyled real hands and the
       held-out words are not in its training data) with 95% bootstrap intervals over texts: priming should
       not cost legibility.
+   d. **The prime itself** (condition ``own_prime``): ρ and distance of each writer's prime, scored as if it were
+      the output.  A prime of a few words shows a feature only as far as its letters do (a rate of pen lifts
+      rests on a handful of lifts), so its ρ says how much of the ranking the prime itself carries.
 
 Everything is deterministic for a fixed seed (the timings aside).  One seed is one draw of texts, primes and
 sampling, and a draw's CER moves by a point or two with its texts: ``--draws N`` (:func:`measure_draws`) measures N
@@ -181,15 +184,19 @@ def style_distance(output: Sequence[Mapping[str, float]], reference: Sequence[Ma
 
 
 def carry_table(reference: Mapping[str, Any], primed: Mapping[str, Any], unprimed: Mapping[str, Any] | None = None,
-                kinds: Mapping[str, str] | None = None, seed: int = 0, n_boot: int = N_BOOT, **more: Mapping[str, Any]) -> dict:
+                kinds: Mapping[str, str] | None = None, seed: int = 0, n_boot: int = N_BOOT,
+                prime: Mapping[str, Any] | None = None, **more: Mapping[str, Any]) -> dict:
     """The style-carry statistics from data: ``reference``, ``primed``, ``unprimed`` (and any further
     condition in ``more``, e.g. ``style=...``) map each writer's name to its samples (or to a ready feature
-    dict, as :func:`mean_features` makes).  Returns ``writers`` (name, kind, mean features per condition,
-    distance per condition) and ``summary``: ``spearman`` (per condition, per :data:`CORRELATED` feature:
-    ``rho`` and ``ci95``), ``distance`` (per condition: ``mean``, ``ci95``, ``per_writer``) and
-    ``distance_gain`` (unprimed − primed, paired over writers)."""
+    dict, as :func:`mean_features` makes).  ``prime``: each writer's prime, scored as if it were an output
+    (condition ``own_prime``: how well the prime's own features rank the writers' features on the target texts).
+    Returns ``writers`` (name, kind, mean features per condition, distance per condition) and ``summary``:
+    ``spearman`` (per condition, per :data:`CORRELATED` feature: ``rho`` and ``ci95``), ``distance`` (per
+    condition: ``mean``, ``ci95``, ``per_writer``) and ``distance_gain`` (unprimed − primed, paired over writers;
+    ``distance_gains``: the same for every condition of a model)."""
     names = list(reference)
-    conditions = {"primed": primed, **({"unprimed": unprimed} if unprimed is not None else {}), **more}
+    conditions = {"primed": primed, **({"unprimed": unprimed} if unprimed is not None else {}), **more,
+                  **({"own_prime": prime} if prime is not None else {})}
     for c, per in conditions.items():
         if set(per) != set(names):
             raise EvaluateError(f"carry_table: the {c} outputs are for other writers than the references")
@@ -211,7 +218,7 @@ def carry_table(reference: Mapping[str, Any], primed: Mapping[str, Any], unprime
             row.setdefault("distance", {})[c] = v
     if "unprimed" in feats:
         gains = {}
-        for ci, c in enumerate(c for c in feats if c != "unprimed"):
+        for ci, c in enumerate(c for c in feats if c not in ("unprimed", "own_prime")):
             gain = np.subtract(summary["distance"]["unprimed"]["per_writer"], summary["distance"][c]["per_writer"])
             gains[c] = {"mean": float(gain.mean()), "ci95": list(bootstrap_ci(gain, n_boot=n_boot, seed=seed + 200 + ci)),
                         "what": f"unprimed − {c} style distance, paired over writers (> 0: {c} output is nearer the writer)"}  # fmt: skip
@@ -340,7 +347,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         chosen = held_out_writers(held) if hands == "held-out" else training_writers(held, seed=seed)
     if len(chosen) < 3:
         raise EvaluateError(f"style: {len(chosen)} writers are too few for a rank correlation; give at least three")
-    reference, primed, unprimed, styled, primes, pieces, fits = {}, {}, {}, {}, {}, {}, {}
+    reference, primed, unprimed, styled, primes, pieces, fits, own = {}, {}, {}, {}, {}, {}, {}, {}
     t_writers = t_model = t_fit = 0.0
     for i, w in enumerate(chosen):
         t0 = time.perf_counter()
@@ -368,9 +375,10 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
             styled[w.name] = _model_writes(apply_style(st, gen).eval(), texts, None, bias, s, pieces[w.name], **best_of)
             t_model += time.perf_counter() - t3
         primes[w.name] = {"points": len(prime.offsets), "text": prime.text}
+        own[w.name] = [prime]
     kinds = {w.name: w.kind for w in chosen}
     more = {"styled": styled} if fit_texts else {}
-    table = carry_table(reference, primed, unprimed, kinds=kinds, seed=seed, n_boot=n_boot, **more)
+    table = carry_table(reference, primed, unprimed, kinds=kinds, seed=seed, n_boot=n_boot, prime=own, **more)
     t0 = time.perf_counter()
     read: dict[str, Any] = {}
     names = [w.name for w in chosen]
@@ -488,7 +496,8 @@ def format_carry(result: Mapping) -> str:
         rho = s["spearman"][c]
         cells = [f"{c}: ρ / mean", ""] + [_fmt_ci(rho[k]["rho"], rho[k]["ci95"], pct=False) for k in CORRELATED]
         d = s["distance"][c]
-        cells += [_fmt_ci(d["mean"], d["ci95"], pct=False), _fmt_ci(result["cer"][c]["cer"], result["cer"][c]["cer_ci95"]) if "cer" in result else ""]
+        read = result.get("cer", {}).get(c)
+        cells += [_fmt_ci(d["mean"], d["ci95"], pct=False), _fmt_ci(read["cer"], read["cer_ci95"]) if read else ""]
         body.append(cells)
     if "cer" in result:
         body.append(["reference: CER", ""] + [""] * len(CORRELATED) + ["", _fmt_ci(result["cer"]["reference"]["cer"], result["cer"]["reference"]["cer_ci95"])])

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from handwriting import strokes as S
 from handwriting.models.graves import (
+    LIFT_OFFSET_MAX,
     drop_leading,
     GravesConfig,
     PredictionNetwork,
@@ -19,6 +20,7 @@ from handwriting.models.graves import (
     SynthesisNetwork,
     _shift_inputs,
     concat_texts,
+    lift_offset,
     window_stop,
 )
 from handwriting.models.graves_fused import StepSampler, _LSTMRecurrence, _WindowRecurrence
@@ -313,19 +315,59 @@ def test_priming_carries_the_state_of_the_prime():
     x_mask[1, 8:] = False  # the second prime is shorter
     new = torch.tensor([[6, 7], [8, 0]])
     full, full_mask = concat_texts(ptext, ptext != 0, new, new != 0)
-    (h, c, kappa, w), last = model.prime_state(Prime(x, ptext, x_mask), full, full_mask)
-    # the state after priming equals the fused forward over each prime alone
+    (h, c, kappa, w), last, offset = model.prime_state(Prime(x, ptext, x_mask), full, full_mask)
+    # the state after priming equals the fused forward over each prime alone, and the lift offset is that of
+    # the forward's end-of-stroke logits over the prime's own points
     for b, n in ((0, 12), (1, 8)):
         out = model(_shift_inputs(x[b : b + 1, :n]), full[b : b + 1], full_mask[b : b + 1])
         torch.testing.assert_close(torch.stack(h)[:, b], out.state.h[:, 0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(kappa[b], out.state.kappa[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(last[b], x[b, n - 1])
+        alone = lift_offset(out.params.eos_logit, x[b : b + 1, :n, 2], torch.ones(1, n))
+        torch.testing.assert_close(offset[b : b + 1], alone, atol=1e-4, rtol=1e-4)
     primed = model.sample(new, seed=0, prime=Prime(x, ptext, x_mask), points_per_char=10, internals=True)
     plain = model.sample(new, seed=0, points_per_char=10)
     assert primed.text.tolist() == full.tolist()
     assert primed.internals["phi"].shape[-1] == full.shape[1]
     n = min(primed.strokes.shape[1], plain.strokes.shape[1])
     assert not torch.allclose(primed.strokes[:, :n], plain.strokes[:, :n])
+
+
+def test_lift_offset_is_the_shift_that_makes_the_expected_lifts_those_of_the_prime():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 30, generator=g) - 2.0  # a network expecting a lift at about one point in eight
+    mask = torch.ones(4, 30)
+    mask[3, 20:] = 0  # a shorter prime: its padding counts neither way
+    lifts = torch.zeros(4, 30)
+    lifts[0, ::3] = 1  # ten lifts: more than expected
+    lifts[1, ::10] = 1  # three: fewer than expected
+    lifts[2] = 1  # a lift at every point: more than any shift up to the cap explains
+    lifts[3, ::3] = 1
+    lifts[3, 20:] = 1  # in the padding
+    d = lift_offset(logits, lifts, mask)
+    expected = (torch.sigmoid(logits + d.unsqueeze(1)) * mask).sum(1)
+    torch.testing.assert_close(expected[0], lifts[0].sum(), atol=1e-4, rtol=0)
+    assert float(d[0]) > 0.5
+    assert float(d[1]) == 0.0  # fewer lifts than expected: no shift down
+    assert float(d[2]) == pytest.approx(LIFT_OFFSET_MAX, abs=1e-9)
+    torch.testing.assert_close(expected[3], (lifts[3] * mask[3]).sum(), atol=1e-4, rtol=0)
+
+
+def test_a_prime_that_lifts_more_often_than_expected_makes_the_network_lift_more_often():
+    """The same network, text, prime and random numbers, with and without ``match_lifts``."""
+    torch.manual_seed(4)
+    model = SynthesisNetwork(GravesConfig(**SMALL))
+    with torch.no_grad():
+        model.head.linear.bias[0] = -4.0  # an untrained head that rarely lifts the pen
+    x = torch.randn(1, 16, 3, generator=torch.Generator().manual_seed(0))
+    x[..., 2] = 1.0  # a prime that lifts the pen at every point
+    prime = Prime(x.expand(3, -1, -1).contiguous(), torch.tensor([[4, 5, 11]] * 3))
+    new = torch.tensor([[6, 7, 8]] * 3)
+    kw = dict(seed=5, prime=prime, points_per_char=20, stop=False)
+    matched = model.sample(new, **kw)
+    plain = model.sample(new, match_lifts=False, **kw)
+    n_matched, n_plain = int(matched.strokes[..., 2].sum()), int(plain.strokes[..., 2].sum())
+    assert n_matched > 2 * max(n_plain, 1)
 
 
 def test_sampling_moves_a_window_left_behind_on_the_prime_on_to_its_end():
@@ -339,8 +381,8 @@ def test_sampling_moves_a_window_left_behind_on_the_prime_on_to_its_end():
     new = torch.tensor([[8, 9], [8, 9]])
     full, full_mask = concat_texts(ptext, ptext != 0, new, new != 0)
     prime = Prime(x, ptext)
-    (_, _, kappa, _), _ = model.prime_state(prime, full, full_mask)
-    (_, _, caught, _), _ = model.prime_state(prime, full, full_mask, catch_up=True)
+    (_, _, kappa, _), _, _ = model.prime_state(prime, full, full_mask)
+    (_, _, caught, _), _, _ = model.prime_state(prime, full, full_mask, catch_up=True)
     pos = torch.arange(1, full.shape[1] + 1, dtype=torch.float32)
 
     def peak(k, row):  # where an even window over the K centres weighs most

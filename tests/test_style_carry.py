@@ -15,6 +15,7 @@ from handwriting.evaluate import cer
 from handwriting.style_carry import (
     CORRELATED,
     DISTANCE_FEATURES,
+    _seed,
     average_ranks,
     carry_table,
     choose_texts,
@@ -150,6 +151,17 @@ def test_command_on_the_tiny_model(tmp_path, capsys, one_thread):
     assert sum(any(ln.startswith(n + " ") for n in names) for ln in lines) == len(names)  # one row per writer
     assert any(ln.startswith("primed: ρ") for ln in lines) and any(ln.startswith("unprimed: ρ") for ln in lines)
     assert "bigbank + synthetic writer" in printed
+    # the prime itself, scored as if it were an output: the features of the prime each writer wrote
+    writers = held_out_writers()
+    for i, (w, row) in enumerate(zip(writers, r["writers"])):
+        prime = w.write(r["prime_text"], _seed(r["seed"], i, 0x9A1))
+        assert row["own_prime"] == pytest.approx(mean_features([prime]))
+    for k in CORRELATED:
+        x = [row["reference"][k] for row in r["writers"]]
+        y = [row["own_prime"][k] for row in r["writers"]]
+        assert r["summary"]["spearman"]["own_prime"][k]["rho"] == pytest.approx(spearman(x, y))
+    assert "own_prime" not in r["cer"] and "own_prime" not in r["summary"]["distance_gains"]
+    assert any(ln.startswith("own_prime: ρ") for ln in lines)
 
 
 def test_measure_is_deterministic_and_checks_arguments(one_thread):

@@ -82,6 +82,8 @@ __all__ = [
     "concat_texts",
     "window_stop",
     "drop_leading",
+    "lift_offset",
+    "LIFT_OFFSET_MAX",
     "sample_rows",
 ]
 
@@ -431,9 +433,10 @@ class SynthesisNetwork(_GravesBase):
     @torch.inference_mode()
     def prime_state(self, prime: Prime, text: torch.Tensor, text_mask: torch.Tensor, catch_up: bool = False):
         """Run the network over the prime strokes (teacher forcing) with the window over ``text`` (the
-        concatenated text); rows stop at their own prime length.  Returns the step state and each row's
-        last prime point (the first input of the continuation).  ``catch_up`` (what sampling does): a window
-        left more than one character short of the prime's closing space is moved on to it."""
+        concatenated text); rows stop at their own prime length.  Returns the step state, each row's
+        last prime point (the first input of the continuation) and each row's :func:`lift_offset` (how much
+        more often the prime lifts the pen than the network expected).  ``catch_up`` (what sampling does): a
+        window left more than one character short of the prime's closing space is moved on to it."""
         _check_x(prime.x, "prime.x")
         B, Tp, _ = prime.x.shape
         device = prime.x.device
@@ -450,10 +453,12 @@ class SynthesisNetwork(_GravesBase):
         w = torch.zeros(B, A, device=device)
         inputs = _shift_inputs(prime.x.float())
         phi = torch.zeros(B, text.shape[1] + 1, device=device)
+        eos = torch.zeros(B, Tp, device=device)  # the network's end-of-stroke logit at each prime point
         for t in range(int(plen.max())):
             active = (t < plen).view(B, 1)
             h_old, c_old, kappa_old, w_old = list(h), list(c), kappa, w
-            _, kappa, w, phi_t, *_ = synthesis_step(pk, inputs[:, t], h, c, kappa, w)
+            raw, kappa, w, phi_t, *_ = synthesis_step(pk, inputs[:, t], h, c, kappa, w)
+            eos[:, t] = raw[:, 0]
             phi = torch.where(active, phi_t[:, 0], phi)
             if not bool(active.all()):
                 h = [torch.where(active, a, b) for a, b in zip(h, h_old)]
@@ -467,7 +472,7 @@ class SynthesisNetwork(_GravesBase):
             peak = phi.argmax(1).float() + 1  # the window's positions u are 1-based
             kappa = kappa + ((closing - peak) * (peak < closing - 1)).unsqueeze(1)
         last = prime.x.float()[torch.arange(B, device=device), plen - 1]
-        return (h, c, kappa, w), last
+        return (h, c, kappa, w), last, lift_offset(eos, prime.x[..., 2].float(), x_mask)
 
     @torch.inference_mode()
     def sample(
@@ -482,6 +487,7 @@ class SynthesisNetwork(_GravesBase):
         internals: bool = False,
         points_per_char: int = 40,
         stop: bool = True,
+        match_lifts: bool = True,
     ) -> SampleResult:
         """Write ``text`` (B, U) (ids, 0 = padding) — all rows at once.
 
@@ -491,7 +497,8 @@ class SynthesisNetwork(_GravesBase):
         (§5.5): the window runs over the prime's text followed by ``text`` (from the prime's end: ``catch_up`` of
         :meth:`prime_state`); strokes the network ends before its window reaches ``text`` finish the prime (a hand
         that dots and crosses after the word does so there) and are left out of the row (:func:`drop_leading`),
-        since the prime is not on the page to receive them.  ``internals=True`` also returns
+        since the prime is not on the page to receive them; ``match_lifts``: where the prime lifts the pen more
+        often than the network expected, it lifts more often too (:func:`lift_offset`).  ``internals=True`` also returns
         the per-step mixture parameters and window (φ, κ, α, β, w) for plotting.  ``stop=False`` ignores
         the window rule (every row runs to its length guard: fixed-length sampling, benchmarks).
         """
@@ -519,7 +526,7 @@ class SynthesisNetwork(_GravesBase):
             prime = Prime(
                 prime.x.to(device), ptext, None if prime.x_mask is None else prime.x_mask.to(device), pmask
             )
-            (h, c, kappa, w), x = self.prime_state(prime, full, full_mask, catch_up=True)
+            (h, c, kappa, w), x, offset = self.prime_state(prime, full, full_mask, catch_up=True)
             first_new = pmask.sum(1)  # where each row's own text begins in `full`
             on_text = torch.zeros(B, dtype=torch.bool, device=device)
         else:
@@ -531,7 +538,9 @@ class SynthesisNetwork(_GravesBase):
             x = _start_token(B, device)[:, 0]
         pk = synthesis_step_pack(self, full, full_mask)
         U1 = full.shape[1] + 1
-        sampler = StepSampler(B, M, steps, bias, generator, device, cfg.log_sigma_min, cfg.log_sigma_max, cfg.rho_max)
+        offset = offset if prime is not None and match_lifts else None
+        sampler = StepSampler(B, M, steps, bias, generator, device, cfg.log_sigma_min, cfg.log_sigma_max, cfg.rho_max,
+                              lift_offset=offset)
         out = torch.zeros(B, steps, 3, device=device)
         lengths = torch.zeros(B, dtype=torch.long, device=device)
         lead = torch.zeros(B, dtype=torch.long, device=device)  # primed: points of strokes that finish the prime
@@ -597,6 +606,32 @@ class SynthesisNetwork(_GravesBase):
         """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`:
         :func:`sample_rows`."""
         return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps)
+
+
+#: the largest shift of the end-of-stroke logit :func:`lift_offset` gives (odds of a lift times e³ ≈ 20)
+LIFT_OFFSET_MAX = 3.0
+
+
+def lift_offset(eos_logits: torch.Tensor, lifts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """How much more often a prime lifts the pen than the network expected, per row: the shift δ of the
+    end-of-stroke logit that makes the network's expected number of lifts over the prime's points,
+    Σ_t σ(ê_t + δ), equal the prime's lifts Σ_t e_t (δ's maximum-likelihood value on the prime), kept in
+    [0, :data:`LIFT_OFFSET_MAX`].  ``eos_logits`` (B, T) are the network's teacher-forced logits at the
+    prime's points, ``lifts`` (B, T) the prime's pen column, ``mask`` (B, T) its real points.
+
+    Only a shift upward is taken: a lift the network gave little probability to is evidence that the hand lifts
+    more often, but a prime with fewer lifts than the sum is not evidence that it lifts less — where the network
+    is unsure exactly *when* a stroke ends it spreads the lift over several points, and under teacher forcing
+    it goes on predicting it until the real one comes, so the sum counts one lift several times."""
+    m = mask.to(eos_logits.dtype)
+    target = (lifts.to(eos_logits.dtype) * m).sum(1)
+    lo = torch.zeros_like(target)
+    hi = torch.full_like(target, LIFT_OFFSET_MAX)
+    for _ in range(40):  # bisection: the expected count rises with δ
+        mid = (lo + hi) / 2
+        more = (torch.sigmoid(eos_logits + mid.unsqueeze(1)) * m).sum(1) < target
+        lo, hi = torch.where(more, mid, lo), torch.where(more, hi, mid)
+    return lo  # exactly 0 where the prime lifts no more often than expected
 
 
 def drop_leading(out: torch.Tensor, lengths: torch.Tensor, lead: torch.Tensor, rec: dict | None = None):

@@ -438,14 +438,18 @@ class StepSampler:
 
     Draws the same thing as :func:`~handwriting.models.mdn.sample_mixture` (Gumbel-max for the component,
     a correlated Gaussian, a Bernoulli pen), with the bias applied to π and σ, in few tensor operations.
+    ``lift_offset`` (B,) shifts each row's end-of-stroke logit (a primed hand's rate of pen lifts).
     """
 
-    def __init__(self, B, M, steps, bias, generator, device, lo, hi, rho_max):
+    def __init__(self, B, M, steps, bias, generator, device, lo, hi, rho_max, lift_offset=None):
         n = max(int(steps), 1)
         u = torch.rand((n, B, M + 1), generator=generator, device=device).clamp_(1e-12, 1 - 1e-7)
         self.gumbel = (-torch.log(-torch.log(u[..., :M]))).unbind(0)
-        # e = 1 iff u < sigmoid(eos_logit) iff eos_logit > logit(u)
-        self.eos_threshold = torch.logit(u[..., M:]).unbind(0)  # (B, 1) each
+        # e = 1 iff u < sigmoid(eos_logit + offset) iff eos_logit > logit(u) - offset
+        threshold = torch.logit(u[..., M:])
+        if lift_offset is not None:  # (B,): added to each row's end-of-stroke logit
+            threshold = threshold - lift_offset.to(threshold).view(1, B, 1)
+        self.eos_threshold = threshold.unbind(0)  # (B, 1) each
         z = torch.randn((n, B, 2), generator=generator, device=device)
         self.z1, self.z2 = z[..., :1].unbind(0), z[..., 1:].unbind(0)
         b = torch.as_tensor(bias, dtype=torch.float32, device=device)
