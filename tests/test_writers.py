@@ -14,6 +14,7 @@ from handwriting.datasets.writers import (
     InkStyle,
     ManyHands,
     held_out_writers,
+    lift_at_bottoms,
     training_writers,
 )
 from handwriting.errors import DataError
@@ -210,6 +211,42 @@ def test_match_ink_brings_other_lines_to_the_words_size_and_density():
         writers.match_ink([big], [])
 
 
+def test_lift_at_bottoms_lifts_the_pen_only_at_stroke_bottoms_and_leaves_the_ink_where_it_was():
+    word = zigzag(5)  # one long stroke of up-and-down letters, a second half, and a dash
+    rng = np.random.default_rng(0)
+    every = lift_at_bottoms(word, 1.0, rng)
+    pos = lambda s: np.cumsum(s.offsets[:, :2], 0)  # noqa: E731
+    np.testing.assert_array_equal(pos(every), pos(word))
+    added = np.flatnonzero((every.offsets[:, 2] > 0.5) & (word.offsets[:, 2] < 0.5))
+    y = pos(word)[:, 1]
+    assert len(added) >= 3  # the zigzag's bottoms between letters, away from the strokes' ends
+    assert all(y[i] < y[i - 1] and y[i] <= y[i + 1] for i in added)  # each a bottom: where the stroke stops going down
+    assert (word.offsets[:, 2] > 0.5).sum() + len(added) == (every.offsets[:, 2] > 0.5).sum()  # none removed
+    np.testing.assert_array_equal(lift_at_bottoms(word, 0.0, rng).offsets, word.offsets)
+    some = [int((lift_at_bottoms(word, 0.5, np.random.default_rng(k)).offsets[:, 2] > 0.5).sum()) for k in range(40)]
+    assert min(some) < max(some) and 3 < np.mean(some) < 3 + len(added)
+    with pytest.raises(DataError, match="share=1.5"):
+        lift_at_bottoms(word, 1.5, rng)
+
+
+def test_ink_lifts_vary_the_real_ink_lines_rate_of_lifts_and_change_nothing_else():
+    words = synthetic.synthesize(synthetic.random_words(40, seed=3), writer="neat", seed=3)
+    plain = ManyHands(words, (2, 3), num_lines=30, seed=5, real_share=0.5)
+    lifted = ManyHands(words, (2, 3), num_lines=30, seed=5, real_share=0.5, ink_lifts=0.5)
+    more = 0
+    for i in range(30):
+        a, b = plain[i], lifted[i]
+        assert plain.style(i) == lifted.style(i)  # the same hands
+        np.testing.assert_array_equal(np.cumsum(a.offsets[:, :2], 0), np.cumsum(b.offsets[:, :2], 0))
+        if isinstance(plain.style(i), InkStyle):
+            more += int(b.offsets[:, 2].sum() > a.offsets[:, 2].sum())
+        else:
+            np.testing.assert_array_equal(a.offsets, b.offsets)  # synthetic writers vary their joins already
+    assert more >= 3
+    with pytest.raises(DataError, match="ink_lifts"):
+        ManyHands(words, (2, 3), num_lines=3, ink_lifts=-0.1)
+
+
 def test_real_share_sets_the_training_mix_and_only_there(bigbank_path, synthbank_path):
     """`--real-share` is the share of training lines in restyled real ink (the rest by synthetic writers); the
     validation lines keep the default mix, so validation NLLs stay comparable; other data or models refuse it."""
@@ -230,6 +267,10 @@ def test_real_share_sets_the_training_mix_and_only_there(bigbank_path, synthbank
     for bad in ({"data": "bigbank"}, {"model": "transformer"}):
         with pytest.raises(TrainError, match="--real-share is for Graves networks on --data hands"):
             build_training({**opts, **bad, "real_share": 0.9, "out": None})
+        with pytest.raises(TrainError, match="--ink-lifts is for Graves networks on --data hands"):
+            build_training({**opts, **bad, "ink_lifts": 0.5, "out": None})
+    _, train, valid, *_ = build_training({**opts, "ink_lifts": 0.5, "out": None})
+    assert train.dataset.samples.ink_lifts == 0.5 and valid.dataset.samples.ink_lifts == 0.0
 
 
 def test_the_readers_lines_hold_the_words_asked_for_each_in_a_training_hand(bigbank_path, synthbank_path):

@@ -5,7 +5,8 @@ priming (§5.5) needs: that the ink written so far says *how* the rest of the li
 makes many writers out of what the project can ship or download:
 
 * **restyled real ink** — an :class:`InkStyle` changes a line of real cursive the way writers differ: slant
-  (a shear), letter width, height (aspect), overall size and smoothness (rounder, blunter strokes);
+  (a shear), letter width, height (aspect), overall size and smoothness (rounder, blunter strokes); with
+  ``ink_lifts``, also how often the pen lifts (:func:`lift_at_bottoms`);
 * **synthetic writers** — the synthetic writer (:mod:`~handwriting.datasets.synthetic`) with every
   single-stroke Hershey font (two scripts, two print faces) and wide ranges of slant, width, height, spacing,
   joins and wobble;
@@ -48,6 +49,7 @@ __all__ = [
     "training_writers",
     "ManyHands",
     "match_ink",
+    "lift_at_bottoms",
     "LINE_SOURCE",
 ]
 
@@ -263,19 +265,46 @@ def split_lines(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
     return [s for s in samples if not str(s.source or "").startswith(LINE_SOURCE)], lines
 
 
+def lift_at_bottoms(sample: Sample, share: float, rng: np.random.Generator) -> Sample:
+    """``sample`` with the pen lifted at a random ``share`` of its stroke bottoms (a pen-down point where the
+    stroke stops going down, with two points of the stroke before it and two after): the same
+    ink, every point where it was, written by a hand that lifts the pen more often (at the foot of a letter or of
+    a join instead of running on)."""
+    if not 0 <= share <= 1:
+        raise DataError(f"lift_at_bottoms: share={share!r} must be a share in [0, 1]")
+    off = np.array(sample.offsets, copy=True)
+    n = len(off)
+    if n < 5 or share == 0:
+        return sample.replace(offsets=off)
+    up = off[:, 2] > 0.5
+    i = np.arange(2, n - 2)
+    down_in, up_out = off[i, 1] < 0, off[i + 1, 1] >= 0
+    inside = ~(up[i - 2] | up[i - 1] | up[i] | up[i + 1])  # the pen stays down from two points before to the next
+    bottoms = i[down_in & up_out & inside]
+    off[bottoms[rng.random(len(bottoms)) < share], 2] = 1.0
+    return sample.replace(offsets=off)
+
+
 class ManyHands(torch.utils.data.Dataset):
     """``num_lines`` training lines, each in one hand: a line of ``words`` (stitched as :class:`StitchedLines`
     does) restyled by a random :class:`InkStyle` (share ``real_share``), or the same line's text written by a
     random synthetic writer of any font (the rest); then every line of ``lines`` (real lines of other writers,
     :func:`match_ink`) as it is.  Line ``i`` depends only on ``(seed, i)``; no line is in a held-out hand.
-    ``lengths`` approximates the points per line (for bucketing)."""
+    ``lengths`` approximates the points per line (for bucketing).
+
+    ``ink_lifts`` > 0: half the restyled real-ink lines also lift the pen at a share of their stroke bottoms drawn
+    uniformly in [0, ``ink_lifts``] (:func:`lift_at_bottoms`), so that real-ink hands differ in how often they
+    lift the pen as the synthetic writers do (their ``join``), and the prime's lifts tell them apart."""
 
     def __init__(self, words: Sequence[Sample], words_per_line=(1, 3), num_lines: int = 20000, seed: int = 0,
-                 real_share: float = 0.6, max_chars: int | None = None, lines: Sequence[Sample] = ()):
+                 real_share: float = 0.6, max_chars: int | None = None, lines: Sequence[Sample] = (),
+                 ink_lifts: float = 0.0):
         if not 0 <= real_share <= 1:
             raise DataError(f"ManyHands: real_share={real_share!r} must be a share in [0, 1]")
+        if not 0 <= ink_lifts <= 1:
+            raise DataError(f"ManyHands: ink_lifts={ink_lifts!r} must be a share in [0, 1]")
         self.lines = StitchedLines(words, words_per_line, num_lines=num_lines, seed=seed, max_chars=max_chars)
-        self.seed, self.real_share = int(seed), float(real_share)
+        self.seed, self.real_share, self.ink_lifts = int(seed), float(real_share), float(ink_lifts)
         self.real_lines = list(lines)
         self.lengths = np.concatenate([np.asarray(self.lines.lengths),
                                        np.array([len(s.offsets) for s in self.real_lines], dtype=np.int64)])
@@ -296,7 +325,12 @@ class ManyHands(torch.utils.data.Dataset):
             return self.real_lines[index - len(self.lines)]
         line, style = self.lines[index], self.style(index)
         if isinstance(style, InkStyle):
-            return style.apply(line)
+            out = style.apply(line)
+            if self.ink_lifts:  # its own random stream: the lines' hands are those of ink_lifts=0
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed & 0xFFFFFFFF, index, 0x11F7]))
+                if rng.random() < 0.5:
+                    out = lift_at_bottoms(out, float(rng.uniform(0, self.ink_lifts)), rng)
+            return out
         rng = np.random.default_rng(np.random.SeedSequence([self.seed & 0xFFFFFFFF, index, 0x5E7]))
         return _write(style, line.text, rng, "replace", "?", f"ManyHands line {index}", f"synthetic:{style.name}")
 

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = dict(
     resume=None, init=None, valid_fraction=0.1, words_per_line=None, lines=20000, valid_lines=256, synthetic=2000,
     augment=False, downsample=None, end_marker=None, seed=0, eval_every=500, sample_every=1000, checkpoint_every=500, keep_checkpoints=False, log_every=10,
     num_workers=0, wandb=False, save_dtype=None, limit=None, progress=True, overwrite=False, split_seed=None,
-    repeat_real=None, real_share=None, line_share=None,
+    repeat_real=None, real_share=None, line_share=None, ink_lifts=None,
 )  # fmt: skip
 
 
@@ -76,6 +76,9 @@ def configure(parser) -> None:
     g.add_argument("--split-seed", type=int, help="recognizer: seed of the held-out word split (default 0, the generators' split)")
     g.add_argument("--real-share", type=float, metavar="F", help="--data hands, Graves networks: the share of training lines in "
                    "restyled real ink, the rest written by synthetic writers of every font (default 0.6; validation lines keep 0.6)")
+    g.add_argument("--ink-lifts", type=float, metavar="F", help="--data hands, Graves networks: half the restyled real-ink "
+                   "training lines lift the pen at a random share in [0, F] of their stroke bottoms, so real hands differ "
+                   "in their rate of pen lifts (default 0: none; validation lines have none)")
     g.add_argument("--repeat-real", type=int, metavar="K", help="recognizer: augmented copies of each real training word (default 2)")
     g.add_argument("--line-share", type=float, metavar="F", help="recognizer: multi-word lines (of --words-per-line words, "
                    "default 2) stitched per training word, real and synthetic alike (default 0.1)")
@@ -202,6 +205,7 @@ def _check_options(opts: dict) -> None:
     finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
     need("valid_fraction", finite(opts.get("valid_fraction")) and 0 < opts["valid_fraction"] < 1, "give a share in (0, 1)")
     need("real_share", finite(opts.get("real_share")) and 0 <= opts["real_share"] <= 1, "give a share in [0, 1]")
+    need("ink_lifts", finite(opts.get("ink_lifts")) and 0 <= opts["ink_lifts"] <= 1, "give a share in [0, 1]")
     need("line_share", finite(opts.get("line_share")) and 0 <= opts["line_share"] <= 1, "give a share in [0, 1]")
     need("line_share", opts.get("model") == "recognizer", "only the recognizer's data has a share of lines; leave it out")
     need("dropout", finite(opts.get("dropout")) and 0 <= opts["dropout"] < 1, "give a probability in [0, 1)")

@@ -222,7 +222,8 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
         if is_many_hands(opts["data"]):  # every line in another hand; other writers' lines as they are
             (tw, tl), (vw, vl) = split_lines(train_s), split_lines(valid_s)
             share = {} if opts.get("real_share") is None else {"real_share": float(opts["real_share"])}
-            train_items = ManyHands(tw, wpl, num_lines=int(opts["lines"]), seed=seed, lines=tl, **share)
+            lifts = {} if opts.get("ink_lifts") is None else {"ink_lifts": float(opts["ink_lifts"])}
+            train_items = ManyHands(tw, wpl, num_lines=int(opts["lines"]), seed=seed, lines=tl, **share, **lifts)
             valid_items = ManyHands(vw, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1,
                                     lines=vl[: int(opts["valid_lines"]) // 2])
         else:
@@ -582,9 +583,11 @@ def build_training(opts: dict) -> tuple:
     kind = opts["model"]
     if opts.get("end_marker") is not None and kind != "transformer":
         raise TrainError(f"--end-marker is for the cursive transformer (handwriting train transformer), not {kind}")
-    if opts.get("real_share") is not None and not (kind.startswith("graves") and is_many_hands(opts["data"])):
-        raise TrainError(f"--real-share is for Graves networks on --data hands (the share of lines in restyled real ink), "
-                         f"not {kind} on --data {opts['data']}")
+    for key, what in (("real_share", "the share of lines in restyled real ink"),
+                      ("ink_lifts", "the largest share of stroke bottoms where restyled real ink lifts the pen")):
+        if opts.get(key) is not None and not (kind.startswith("graves") and is_many_hands(opts["data"])):
+            raise TrainError(f"--{key.replace('_', '-')} is for Graves networks on --data hands ({what}), "
+                             f"not {kind} on --data {opts['data']}")
     if kind == "recognizer" and opts.get("init"):
         raise TrainError("--init is for the generators (graves, graves-prediction, transformer, mdn-transformer)")
     if kind == "recognizer":
