@@ -536,11 +536,11 @@ class SynthesisNetwork(_GravesBase):
             kappa = torch.zeros(B, K, device=device)
             w = torch.zeros(B, A, device=device)
             x = _start_token(B, device)[:, 0]
+            offset = None
         pk = synthesis_step_pack(self, full, full_mask)
         U1 = full.shape[1] + 1
-        offset = offset if prime is not None and match_lifts else None
         sampler = StepSampler(B, M, steps, bias, generator, device, cfg.log_sigma_min, cfg.log_sigma_max, cfg.rho_max,
-                              lift_offset=offset)
+                              lift_offset=offset if match_lifts else None)
         out = torch.zeros(B, steps, 3, device=device)
         lengths = torch.zeros(B, dtype=torch.long, device=device)
         lead = torch.zeros(B, dtype=torch.long, device=device)  # primed: points of strokes that finish the prime

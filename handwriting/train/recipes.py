@@ -221,9 +221,8 @@ def _graves_setup(opts, kind, train_s, valid_s, info):
     if multi:
         if is_many_hands(opts["data"]):  # every line in another hand; other writers' lines as they are
             (tw, tl), (vw, vl) = split_lines(train_s), split_lines(valid_s)
-            share = {} if opts.get("real_share") is None else {"real_share": float(opts["real_share"])}
-            lifts = {} if opts.get("ink_lifts") is None else {"ink_lifts": float(opts["ink_lifts"])}
-            train_items = ManyHands(tw, wpl, num_lines=int(opts["lines"]), seed=seed, lines=tl, **share, **lifts)
+            mix = {k: float(opts[k]) for k in ("real_share", "ink_lifts") if opts.get(k) is not None}
+            train_items = ManyHands(tw, wpl, num_lines=int(opts["lines"]), seed=seed, lines=tl, **mix)
             valid_items = ManyHands(vw, wpl, num_lines=int(opts["valid_lines"]), seed=seed + 1,
                                     lines=vl[: int(opts["valid_lines"]) // 2])
         else:
