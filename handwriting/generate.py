@@ -18,6 +18,7 @@ are :mod:`handwriting.layout`'s, importable from here too.
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 import os
@@ -278,13 +279,20 @@ def match_point_density(offsets: np.ndarray, text: str, model) -> np.ndarray:
     return downsample(offsets, min(0.9, 1.0 - target / have))
 
 
+def _prime_lines(prime: Any) -> list[tuple[np.ndarray, str]]:
+    """A prime — one sample or a list of samples (lines of one hand) — as ``(offsets, text)`` per line."""
+    if isinstance(prime, (list, tuple)) and prime and all(isinstance(p, Sample) for p in prime):
+        return [_prime_parts(p) for p in prime]
+    return [_prime_parts(prime)]
+
+
 def _prime_parts(prime: Any) -> tuple[np.ndarray, str]:
     if isinstance(prime, Sample):
         off, text = prime.offsets, prime.text
     elif isinstance(prime, (tuple, list)) and len(prime) == 2:
         off, text = prime
     else:
-        raise DataError("prime must be a Sample or a pair (offsets, text)")
+        raise DataError("prime must be a Sample, a pair (offsets, text) or a list of Samples (lines of one hand)")
     off = check_offsets(off, "prime")
     if not isinstance(text, str) or not text.strip():
         raise DataError("prime: the priming sample needs its text (what it says) to prime the window")
@@ -295,11 +303,19 @@ def _prime_parts(prime: Any) -> tuple[np.ndarray, str]:
 # sampling
 
 
-def _write_rows(model, rows, alphabet, bias_rows, generator, prime, internals, max_steps):
+def _start_at_zero(offsets: np.ndarray) -> np.ndarray:
+    """A prime's offsets with the first point at 0, like the training data: the pen's start carries no information."""
+    offsets = offsets.copy()
+    offsets[0, :2] = 0.0
+    return offsets
+
+
+def _write_rows(model, rows, alphabet, bias_rows, generator, prime, internals, max_steps, more=()):
     """Every row of text written in one batch by the model's ``write_rows``
     (:class:`~handwriting.models.base.TextWriter`): the offsets in data units, whether the model ended each row
     itself, and with ``internals`` per row the model's internals, labelled with the row's ``text`` (primed, also
-    with ``full_text``: the prime's text, a space and the row's, which the model read)."""
+    with ``full_text``: the prime's text, a space and the row's, which the model read).  ``more``: further
+    ``(offsets, text)`` lines of the prime's hand (:class:`~handwriting.models.base.Priming`)."""
     import torch
 
     from .models.base import Priming
@@ -311,10 +327,9 @@ def _write_rows(model, rows, alphabet, bias_rows, generator, prime, internals, m
         text[r, : len(i)] = torch.tensor(i, dtype=torch.long)
     priming = None
     if prime is not None:
-        off, ptext = prime
-        off = off.copy()
-        off[0, :2] = 0.0  # like the training data: the pen's start position carries no information
-        priming = Priming(off, torch.tensor(alphabet.encode(ptext + " "), dtype=torch.long, device=device))
+        ids = lambda t: torch.tensor(alphabet.encode(t), dtype=torch.long)  # noqa: E731
+        priming = Priming(_start_at_zero(prime[0]), ids(prime[1] + " ").to(device),
+                          more=tuple((_start_at_zero(o), ids(t)) for o, t in more))
     out = model.write_rows(text.to(device), (text != 0).to(device), list(bias_rows), generator, prime=priming,
                            internals=internals, max_steps=max_steps)
     if len(out.offsets) != len(rows):
@@ -378,7 +393,10 @@ def write(
     model: ``None`` (the default pretrained model), a pretrained name, a checkpoint path, or a model.
     bias: Graves' sampling bias (0: as trained; larger: neater).  A list gives one sample per value.
     prime: a :class:`~handwriting.strokes.Sample` (or ``(offsets, text)``) in data units whose style the
-        writing continues (Graves §5.5); its text must use the model's characters.
+        writing continues (Graves §5.5); its text must use the model's characters.  A list of Samples is
+        several lines of one hand: the writing continues the last.  The synthesis network rehearses the
+        prime's lines to lift the pen as often as the hand does (more lines, a surer rate:
+        :meth:`~handwriting.models.graves.SynthesisNetwork.rehearse_lifts`).
     seed: a whole number from 0 to 2**64 - 1: the same seed gives the same handwriting; ``None`` draws one
         (kept in ``.seed``).
     unknown: characters the model does not know raise a :class:`~handwriting.errors.DataError` listing them
@@ -423,12 +441,13 @@ def write(
     m = resolve_model(model, device) if style is None else _styled_model(style, model, device)
     _check_writer(m)
     alphabet = _alphabet(m)
-    prime_parts = None
+    prime_parts, prime_more = None, []
     if prime is not None:
-        off, ptext = _prime_parts(prime)
-        # a prime's text must say what its strokes say: never replaced, whatever `unknown` says
-        _check_chars([ptext], alphabet, "error", what=f"the priming sample's text {ptext!r}")
-        prime_parts = (match_point_density(off, ptext, m), ptext)
+        for off, ptext in _prime_lines(prime):
+            # a prime's text must say what its strokes say: never replaced, whatever `unknown` says
+            _check_chars([ptext], alphabet, "error", what=f"the priming sample's text {ptext!r}")
+            prime_more.append((match_point_density(off, ptext, m), ptext))
+        prime_parts = prime_more.pop()
     if line_width is None:
         line_width = max_line_chars if max_line_chars is not None else DEFAULT_MAX_LINE_CHARS
     if max_line_chars is None:
@@ -453,7 +472,8 @@ def write(
     was_training = m.training
     m.eval()
     try:
-        seqs, stopped, extra = _write_rows(m, rows, alphabet, bias_rows, generator, prime_parts, return_internals, max_steps)
+        seqs, stopped, extra = _write_rows(m, rows, alphabet, bias_rows, generator, prime_parts, return_internals, max_steps,
+                                           prime_more)
     finally:
         m.train(was_training)
     per = len(pieces)
@@ -495,7 +515,10 @@ def configure(parser) -> None:
                        "named style: a synthetic writer (neat, print, ...; a wrong name lists them) "
                        "or a samples file NAME.json in data/styles ($HANDWRITING_STYLES)")
     style.add_argument("--prime", default=None, metavar="FILE", help="prime with the first sample of a handwriting-samples JSON file")
-    parser.add_argument("--prime-index", type=int, default=0, help="which sample of the --prime/--style file (default 0)")
+    parser.add_argument("--prime-index", type=_prime_index, default=0,
+                        help="which sample of the --prime/--style file (default 0), or 'all': every sample, lines of one "
+                             "hand (the writing continues the last; the Graves network rehearses them all for the "
+                             "hand's rate of pen lifts)")
     parser.add_argument("--seed", "-s", type=int, default=None, help="random seed (same seed, same handwriting)")
     parser.add_argument("--output", "-o", default="handwriting.svg", help="output file: .svg .png .gif .gcode .html (default handwriting.svg)")
     parser.add_argument("--width", type=float, default=None, help="image width in pixels (G-code: millimetres)")
@@ -518,13 +541,28 @@ def _styles_dir() -> Path:
     return Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "data" / "styles"
 
 
-def load_prime(path: Path, index: int) -> Sample:
-    """Sample ``index`` of a handwriting-samples file, to prime with (--prime / --style)."""
+def _prime_index(value: str) -> int | str:
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a sample's number (0, 1, ...) nor 'all'") from None
+
+
+def load_prime(path: Path, index: int | str) -> Sample | list[Sample]:
+    """Sample ``index`` of a handwriting-samples file, to prime with (--prime / --style); ``"all"``: every sample."""
     from .datasets.jsonink import load_samples
 
     samples = load_samples(path)
     if not samples:
         raise DataError(f"{path}: holds no samples to prime with")
+    if index == "all":
+        for i, s in enumerate(samples):
+            if not s.text.strip():
+                raise DataError(f"{path}: sample {i} has no text; a prime needs the text its strokes say (add it to the "
+                                "file, or prime with one sample: --prime-index N)")
+        return samples
     if not 0 <= index < len(samples):
         raise DataError(f"{path}: --prime-index {index} is out of range (the file has {len(samples)} samples)")
     if not samples[index].text.strip():

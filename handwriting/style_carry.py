@@ -15,7 +15,7 @@ The measurement
    recognizer both know (digits and punctuation carry little style); drawn with ``seed``.  A **prime text**
    of 2-3 words, and ``n_texts`` **target texts** of 1-3 other words (disjoint from the prime's), the same
    texts for every writer.  Every writer writes the prime (its **prime**, seed-fixed) and the target texts
-   (its **reference**).
+   (its **reference**).  ``--prime-lines N``: N − 1 further prime lines of 2-3 unused words, written before it.
 3. **Outputs**: the model writes every target text **primed** with the writer's prime, and **unprimed**, at
    ``bias`` (default 0.5), through :func:`~handwriting.generate.write` (the prime thinned to the model's point
    density as ``write`` does).  Writer ``i``'s primed and unprimed outputs share one seed (a paired
@@ -287,7 +287,7 @@ def _reader_hands(rec) -> str:
 def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, words: str = "heldout", recognizer: Any = None,
             beam_width: int = 1, device: str = "cpu", writers: Sequence | None = None, n_boot: int = N_BOOT,
             fit_words: int = 0, fit_minutes: float | None = 5.0, fit_steps: int | None = None, candidates: int = 1,
-            reranker: Any = None, hands: str = "held-out") -> dict:
+            reranker: Any = None, hands: str = "held-out", prime_lines: int = 1) -> dict:
     """Write, read and compare (see the module docstring): the :func:`carry_table` of ``model`` (a pretrained
     name, a checkpoint path or a module) on the held-out writers, plus ``cer`` (reference / primed /
     unprimed), the texts, the settings and the timings.  ``words``: ``"heldout"`` (held-out bigbank words;
@@ -300,6 +300,10 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     ``fit_words`` further words of the pool (none of the prime's or the targets'), a style file is fitted on
     them (:func:`~handwriting.style_fit.fit_style`, ``fit_minutes`` of wall time / ``fit_steps`` steps per
     writer) and the styled model writes the target texts unprimed, with the unprimed condition's seeds.
+
+    ``prime_lines`` > 1 primes with that many lines of each writer: the prime text and further lines of 2-3
+    words of the pool (none of the targets'), the prime text last, so that the writing continues it as with one
+    line (:func:`~handwriting.generate.write` with a list of samples); the own-prime features are over all of them.
 
     ``candidates`` > 1 measures best-of-N decoding in every condition of the model (``write(candidates=...)``,
     reranked by ``reranker``, default ``recognizer-bigbank``), which must be another network than the scoring
@@ -338,7 +342,10 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     prime_text, texts = choose_texts(pool, n_texts, seed)
     fit_words = check_number("style: fit_words (--fit-words)", fit_words, 0, integer=True,
                              hint="; words each writer gives the style fit (0: no styled condition)")
-    fit_texts = _fit_texts(pool, prime_text, texts, fit_words, seed) if fit_words else []
+    prime_lines = check_number("style: prime_lines (--prime-lines)", prime_lines, 1, 20, integer=True,
+                               hint="; lines of each writer's hand to prime with")
+    prime_texts = _more_prime_texts(pool, prime_text, texts, prime_lines - 1, seed) + [prime_text]
+    fit_texts = _fit_texts(pool, " ".join(prime_texts), texts, fit_words, seed) if fit_words else []
     if writers is not None:
         if hands != "held-out":
             raise EvaluateError(f"style: writers= and hands={hands!r} both say which hands to measure; give one of them")
@@ -352,12 +359,13 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
     for i, w in enumerate(chosen):
         t0 = time.perf_counter()
         prime = w.write(prime_text, _seed(seed, i, 0x9A1))
+        lines = [w.write(t, _seed(seed, i, 0x9A1, j)) for j, t in enumerate(prime_texts[:-1])] + [prime]
         reference[w.name] = [w.write(t, _seed(seed, i, 0x4EF, j)) for j, t in enumerate(texts)]
         t1 = time.perf_counter()
         # the pieces write() cuts the texts into under this prime, used for both conditions
         pieces[w.name] = default_line_chars(gen, (match_point_density(prime.offsets, prime.text, gen), prime.text))
         s = _seed(seed, i, 0x60D)
-        primed[w.name] = _model_writes(gen, texts, prime, bias, s, pieces[w.name], **best_of)
+        primed[w.name] = _model_writes(gen, texts, lines, bias, s, pieces[w.name], **best_of)
         unprimed[w.name] = _model_writes(gen, texts, None, bias, s, pieces[w.name], **best_of)
         t_writers += t1 - t0
         t_model += time.perf_counter() - t1
@@ -374,8 +382,8 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
             t3 = time.perf_counter()
             styled[w.name] = _model_writes(apply_style(st, gen).eval(), texts, None, bias, s, pieces[w.name], **best_of)
             t_model += time.perf_counter() - t3
-        primes[w.name] = {"points": len(prime.offsets), "text": prime.text}
-        own[w.name] = [prime]
+        primes[w.name] = {"points": sum(len(p.offsets) for p in lines), "text": " / ".join(p.text for p in lines)}
+        own[w.name] = lines
     kinds = {w.name: w.kind for w in chosen}
     more = {"styled": styled} if fit_texts else {}
     table = carry_table(reference, primed, unprimed, kinds=kinds, seed=seed, n_boot=n_boot, prime=own, **more)
@@ -406,6 +414,7 @@ def measure(model: Any, n_texts: int = 8, bias: float = 0.5, seed: int = 0, word
         "words": source,
         "hands": "given" if writers is not None else hands,
         "prime_text": prime_text,
+        "prime_lines": prime_texts,
         "texts": texts,
         "recognizer": _rec_name(recognizer, rec),
         "recognizer_trained_on": _reader_hands(rec),
@@ -455,11 +464,34 @@ def measure_draws(model: Any, draws: int, seed: int = 0, **kw) -> dict:
             "seconds": {"total": sum(r["seconds"]["total"] for r in runs)}}
 
 
+def _unused(pool: Sequence[str], prime_text: str, texts: Sequence[str]) -> list[str]:
+    used = set(prime_text.split()) | {w for t in texts for w in t.split()}
+    return sorted(set(pool) - used)
+
+
+def _more_prime_texts(pool: Sequence[str], prime_text: str, texts: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` further prime lines of 2-3 words each, of words of ``pool`` that are neither in the prime nor in the
+    target texts, drawn with ``seed``."""
+    if n == 0:
+        return []
+    rest = _unused(pool, prime_text, texts)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x9A1]))
+    sizes = [int(k) for k in rng.integers(2, 4, size=n)]
+    if len(rest) < sum(sizes):
+        raise EvaluateError(f"style: {len(rest)} words are left after the prime and the targets, too few for "
+                            f"--prime-lines {n + 1} ({sum(sizes)} more words); ask for fewer")
+    order = [rest[i] for i in rng.permutation(len(rest))]
+    out, pos = [], 0
+    for k in sizes:
+        out.append(" ".join(order[pos : pos + k]))
+        pos += k
+    return out
+
+
 def _fit_texts(pool: Sequence[str], prime_text: str, texts: Sequence[str], n: int, seed: int) -> list[str]:
     """``n`` words of ``pool`` that are neither in the prime nor in the target texts, drawn with ``seed``: what
     each writer gives the style fit, as a learner gives the canvas."""
-    used = set(prime_text.split()) | {w for t in texts for w in t.split()}
-    rest = sorted(set(pool) - used)
+    rest = _unused(pool, prime_text, texts)
     if len(rest) < n:
         raise EvaluateError(f"style: {len(rest)} words are left for the style fit after the prime and the targets, "
                             f"fewer than --fit-words {n}; ask for fewer")
@@ -561,6 +593,9 @@ def configure(p) -> None:
                         "condition; default 0: off; 30 is the five-minute path)")
     p.add_argument("--fit-minutes", type=float, default=5.0, help="wall-time budget of each style fit (default 5)")
     p.add_argument("--fit-steps", type=int, default=None, help="step budget of each style fit (default: fit_style's)")
+    p.add_argument("--prime-lines", type=int, default=1, metavar="N",
+                   help="prime with N lines of each writer, 2-3 words each (default 1): the writing continues the "
+                        "last; the Graves network rehearses them all for the hand's rate of pen lifts")
     p.add_argument("--candidates", type=int, default=1, metavar="N",
                    help="best-of-N decoding: the model writes each piece N times and keeps what --reranker reads best "
                         "(score it with another --recognizer; default 1: plain sampling)")
@@ -575,7 +610,7 @@ def run(args) -> int:
     and set the threads)."""
     kw = dict(n_texts=args.texts, bias=args.bias, words=args.words, recognizer=args.recognizer, beam_width=args.beam,
               device=args.device, fit_words=args.fit_words, fit_minutes=args.fit_minutes, fit_steps=args.fit_steps,
-              candidates=args.candidates, reranker=args.reranker, hands=args.hands)  # fmt: skip
+              candidates=args.candidates, reranker=args.reranker, hands=args.hands, prime_lines=args.prime_lines)  # fmt: skip
     many = args.draws != 1
     r = measure_draws(args.model, args.draws, seed=args.seed, **kw) if many else measure(args.model, seed=args.seed, **kw)
     decoding = "" if r["candidates"] == 1 else f", best of {r['candidates']} reranked by {r['reranker']}"

@@ -152,6 +152,32 @@ def test_priming_and_internals(model):
         write("cd", model=model, prime=(prime.offsets, ""))
 
 
+def test_a_prime_of_several_lines_continues_the_last_and_hands_the_others_to_the_model(model, monkeypatch):
+    first = write("ba", model=model, seed=3, max_steps=20)
+    last = write("ab ab", model=model, seed=5, max_steps=25)
+    lone = write("cd", model=model, seed=9, max_steps=25, prime=Sample(last.offsets, "ab ab"))
+    assert np.array_equal(write("cd", model=model, seed=9, max_steps=25, prime=[Sample(last.offsets, "ab ab")]).offsets,
+                          lone.offsets)
+    seen = []
+    real = type(model).write_rows
+
+    def spy(self, *args, prime=None, **kw):
+        seen.append(prime)
+        return real(self, *args, prime=prime, **kw)
+
+    monkeypatch.setattr(type(model), "write_rows", spy)
+    both = write("cd", model=model, seed=9, max_steps=25, prime=[Sample(first.offsets, "ba"), Sample(last.offsets, "ab ab")],
+                 return_internals=True)
+    assert both.internals[0]["full_text"] == "ab ab cd"  # the writing continues the last line
+    (p,) = seen
+    assert p.text_ids.tolist() == model.alphabet.encode("ab ab ") and len(p.offsets) == len(last.offsets)
+    ((off, ids),) = p.more  # the first line, on its own text, starting at 0 like the training data
+    assert ids.tolist() == model.alphabet.encode("ba")
+    assert np.array_equal(off[1:], first.offsets[1:]) and not off[0, :2].any()
+    with pytest.raises(DataError, match="needs its text"):
+        write("cd", model=model, prime=[Sample(first.offsets, ""), Sample(last.offsets, "ab ab")])
+
+
 def test_wrap_and_layout_helpers():
     assert wrap_text("one two three", 7) == ["one two", "three"]
     assert wrap_text("a\n\nb", 10) == ["a", "", "b"]
@@ -332,6 +358,31 @@ def test_write_command_prime_file(pretrained_dir, tmp_path):
     out = tmp_path / "p.svg"
     assert main(["write", "ba", "--model", "tiny", "--prime", str(tmp_path / "mine.json"), "-o", str(out)]) == 0
     assert out.is_file()
+
+
+def test_write_command_primes_with_every_sample_of_a_file(pretrained_dir, tmp_path, monkeypatch, capsys):
+    """--prime-index all: the file's samples are lines of one hand, given to write() as a list in their order."""
+    from handwriting import generate
+    from handwriting.cli import main
+    from handwriting.datasets import jsonink
+
+    lines = [Sample(write(t, model="tiny", seed=k, max_steps=20).offsets, t) for k, t in enumerate(("ab", "ba", "abba"))]
+    jsonink.save_samples(tmp_path / "mine.json", lines, writer="me")
+    seen = []
+    real = generate.write
+    monkeypatch.setattr(generate, "write", lambda *a, **kw: seen.append(kw["prime"]) or real(*a, **kw))
+    out = tmp_path / "p.svg"
+    args = ["write", "ba", "--model", "tiny", "--prime", str(tmp_path / "mine.json"), "-o", str(out)]
+    assert main(args + ["--prime-index", "all"]) == 0 and out.is_file()
+    assert [s.text for s in seen[0]] == ["ab", "ba", "abba"]
+    np.testing.assert_allclose(seen[0][2].offsets, lines[2].offsets, atol=1e-6)
+    assert main(args + ["--prime-index", "2"]) == 0 and seen[1].text == "abba"
+    with pytest.raises(SystemExit):
+        main(args + ["--prime-index", "every"])
+    assert "neither a sample's number" in capsys.readouterr().err
+    jsonink.save_samples(tmp_path / "mine.json", [lines[0], Sample(lines[1].offsets, "")], writer="me")
+    assert main(args + ["--prime-index", "all"]) == 2
+    assert "sample 1 has no text" in capsys.readouterr().err
 
 
 def test_write_help_has_examples(capsys):

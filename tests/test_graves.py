@@ -3,7 +3,9 @@ the window behaves,
 sampling stops, primes and is reproducible, and a small synthesis network learns a real word."""
 
 import json
+import math
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 
 from handwriting import strokes as S
 from handwriting.models.graves import (
-    LIFT_OFFSET_MAX,
+    REHEARSAL_SHIFTS,
     drop_leading,
     GravesConfig,
     PredictionNetwork,
@@ -20,9 +22,12 @@ from handwriting.models.graves import (
     SynthesisNetwork,
     _shift_inputs,
     concat_texts,
-    lift_offset,
+    rehearsed_lift_offsets,
+    sample_rows,
+    shift_for_lifts,
     window_stop,
 )
+from handwriting.models.base import Priming
 from handwriting.models.graves_fused import StepSampler, _LSTMRecurrence, _WindowRecurrence
 from handwriting.models.mdn import mdn_nll
 
@@ -315,16 +320,13 @@ def test_priming_carries_the_state_of_the_prime():
     x_mask[1, 8:] = False  # the second prime is shorter
     new = torch.tensor([[6, 7], [8, 0]])
     full, full_mask = concat_texts(ptext, ptext != 0, new, new != 0)
-    (h, c, kappa, w), last, offset = model.prime_state(Prime(x, ptext, x_mask), full, full_mask)
-    # the state after priming equals the fused forward over each prime alone, and the lift offset is that of
-    # the forward's end-of-stroke logits over the prime's own points
+    (h, c, kappa, w), last = model.prime_state(Prime(x, ptext, x_mask), full, full_mask)
+    # the state after priming equals the fused forward over each prime alone
     for b, n in ((0, 12), (1, 8)):
         out = model(_shift_inputs(x[b : b + 1, :n]), full[b : b + 1], full_mask[b : b + 1])
         torch.testing.assert_close(torch.stack(h)[:, b], out.state.h[:, 0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(kappa[b], out.state.kappa[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(last[b], x[b, n - 1])
-        alone = lift_offset(out.params.eos_logit, x[b : b + 1, :n, 2], torch.ones(1, n))
-        torch.testing.assert_close(offset[b : b + 1], alone, atol=1e-4, rtol=1e-4)
     primed = model.sample(new, seed=0, prime=Prime(x, ptext, x_mask), points_per_char=10, internals=True)
     plain = model.sample(new, seed=0, points_per_char=10)
     assert primed.text.tolist() == full.tolist()
@@ -333,41 +335,72 @@ def test_priming_carries_the_state_of_the_prime():
     assert not torch.allclose(primed.strokes[:, :n], plain.strokes[:, :n])
 
 
-def test_lift_offset_is_the_shift_that_makes_the_expected_lifts_those_of_the_prime():
-    g = torch.Generator().manual_seed(3)
-    logits = torch.randn(4, 30, generator=g) - 2.0  # a network expecting a lift at about one point in eight
-    mask = torch.ones(4, 30)
-    mask[3, 20:] = 0  # a shorter prime: its padding counts neither way
-    lifts = torch.zeros(4, 30)
-    lifts[0, ::3] = 1  # ten lifts: more than expected
-    lifts[1, ::10] = 1  # three: fewer than expected
-    lifts[2] = 1  # a lift at every point: more than any shift up to the cap explains
-    lifts[3, ::3] = 1
-    lifts[3, 20:] = 1  # in the padding
-    d = lift_offset(logits, lifts, mask)
-    expected = (torch.sigmoid(logits + d.unsqueeze(1)) * mask).sum(1)
-    torch.testing.assert_close(expected[0], lifts[0].sum(), atol=1e-4, rtol=0)
-    assert float(d[0]) > 0.5
-    assert float(d[1]) == 0.0  # fewer lifts than expected: no shift down
-    assert float(d[2]) == pytest.approx(LIFT_OFFSET_MAX, abs=1e-9)
-    torch.testing.assert_close(expected[3], (lifts[3] * mask[3]).sum(), atol=1e-4, rtol=0)
+def test_shift_for_lifts_solves_the_line_through_log_lifts_for_the_hands_count():
+    shifts = (-1.5, -0.5, 0.5, 1.5, 2.5)
+    written = [math.exp(2.0 + 0.4 * d) - 0.5 for d in shifts]  # exactly log-linear (half a lift added back)
+    assert shift_for_lifts(shifts, written, math.exp(2.0 + 0.4 * 0.7) - 0.5) == pytest.approx(0.7, abs=1e-9)
+    assert shift_for_lifts(shifts, written, math.exp(2.0 + 0.4 * -1.0) - 0.5) == pytest.approx(-1.0, abs=1e-9)
+    assert shift_for_lifts(shifts, written, 1e6) == pytest.approx(2.5)  # never beyond the shifts tried
+    assert shift_for_lifts(shifts, written, 0) == pytest.approx(-1.5)
+    assert shift_for_lifts(shifts, [5, 5, 4, 5, 3], 20) == 0.0  # lifts that do not rise with the shift: no shift
+    with pytest.raises(ValueError, match="as many"):
+        shift_for_lifts(shifts, written[:3], 4)
 
 
-def test_a_prime_that_lifts_more_often_than_expected_makes_the_network_lift_more_often():
-    """The same network, text, prime and random numbers, with and without ``match_lifts``."""
-    torch.manual_seed(4)
+def test_rehearsal_writes_every_line_at_every_shift_and_counts_only_real_points(monkeypatch):
+    """rehearse_lifts against a direct computation: a stand-in for sample whose rows lift c_j * e^(s/2) times
+    (line j, shift s), with lifts also in the padding after each row's length, which must not count."""
     model = SynthesisNetwork(GravesConfig(**SMALL))
+    prime = Prime(torch.zeros(1, 4, 3), torch.tensor([[3, 4, 11]]))
+    lines = Prime(torch.zeros(2, 5, 3), torch.tensor([[5, 6, 0], [7, 8, 9]]), torch.ones(2, 5, dtype=torch.bool))
+    lines.x[0, :, 2] = 1.0  # the hand lifted 5 + 2 times in its lines...
+    lines.x[1, 3:, 2] = 1.0
+    lines.x_mask[0, 3:] = False  # ...of which 3 + 2 are real points
+    c = torch.tensor([2.0, 3.0])
+    seen = {}
+
+    def fake(text, text_mask=None, bias=0.0, generator=None, prime=None, lift_offset=None, **kw):
+        seen.update(text=text, bias=bias, prime=prime)
+        line = torch.tensor([0 if int(t[0]) == 5 else 1 for t in text])
+        lifts = c[line] * torch.exp(lift_offset / 2)
+        strokes = torch.zeros(len(text), 3, 3)
+        strokes[:, 0, 2] = lifts
+        strokes[:, 2, 2] = 100.0  # after the row's end
+        return SimpleNamespace(strokes=strokes, lengths=torch.full((len(text),), 2))
+
+    monkeypatch.setattr(model, "sample", fake)
+    got = model.rehearse_lifts(prime, lines, bias=1.5)
+    per_shift = [float(c.sum()) * math.exp(s / 2) for s in REHEARSAL_SHIFTS]
+    assert got == pytest.approx(shift_for_lifts(REHEARSAL_SHIFTS, per_shift, 5.0), abs=1e-6)  # float32 counts
+    assert seen["bias"] == 1.5 and seen["prime"].x.shape[0] == len(seen["text"]) == 2 * len(REHEARSAL_SHIFTS) * 2
+
+
+def test_a_prime_that_lifts_often_makes_the_network_lift_often_and_the_writing_keeps_its_random_numbers():
+    """An untrained head that rarely lifts the pen, primed with a line that lifts at every point: the rehearsal
+    finds a shift up, the writing then lifts more often, and it draws the same random numbers as writing with
+    that shift given (the rehearsal draws its own, seeded from the generator without advancing it)."""
+    torch.manual_seed(4)
+    model = SynthesisNetwork(GravesConfig(**SMALL)).eval()
     with torch.no_grad():
-        model.head.linear.bias[0] = -4.0  # an untrained head that rarely lifts the pen
-    x = torch.randn(1, 16, 3, generator=torch.Generator().manual_seed(0))
-    x[..., 2] = 1.0  # a prime that lifts the pen at every point
-    prime = Prime(x.expand(3, -1, -1).contiguous(), torch.tensor([[4, 5, 11]] * 3))
+        model.head.linear.bias[0] = -4.0
+    off = torch.randn(16, 3, generator=torch.Generator().manual_seed(0)).numpy()
+    off[:, 2] = 1.0
+    priming = Priming(off, torch.tensor([4, 5, 11]))
     new = torch.tensor([[6, 7, 8]] * 3)
-    kw = dict(seed=5, prime=prime, points_per_char=20, stop=False)
-    matched = model.sample(new, **kw)
-    plain = model.sample(new, match_lifts=False, **kw)
-    n_matched, n_plain = int(matched.strokes[..., 2].sum()), int(plain.strokes[..., 2].sum())
-    assert n_matched > 2 * max(n_plain, 1)
+    shift = rehearsed_lift_offsets(model, priming, [0.0] * 3, torch.Generator().manual_seed(5))
+    assert shift.shape == (3,) and float(shift[0]) > 1.0
+    g = torch.Generator().manual_seed(5)
+    before = g.get_state().clone()
+    rehearsed_lift_offsets(model, priming, [0.0] * 3, g)
+    assert torch.equal(g.get_state(), before)
+    kw = dict(text_mask=new != 0, bias=[0.0] * 3, prime=priming, max_steps=60)
+    written = model.write_rows(new, generator=torch.Generator().manual_seed(5), **kw)
+    given = sample_rows(model, new, generator=torch.Generator().manual_seed(5), lift_offset=shift, **kw)
+    plain = sample_rows(model, new, generator=torch.Generator().manual_seed(5), **kw)
+    for a, b in zip(written.offsets, given.offsets):
+        np.testing.assert_array_equal(a, b)
+    lifts = lambda rows: sum(int(o[:, 2].sum()) for o in rows.offsets)  # noqa: E731
+    assert lifts(written) > 2 * max(lifts(plain), 1)
 
 
 def test_sampling_moves_a_window_left_behind_on_the_prime_on_to_its_end():
@@ -381,8 +414,8 @@ def test_sampling_moves_a_window_left_behind_on_the_prime_on_to_its_end():
     new = torch.tensor([[8, 9], [8, 9]])
     full, full_mask = concat_texts(ptext, ptext != 0, new, new != 0)
     prime = Prime(x, ptext)
-    (_, _, kappa, _), _, _ = model.prime_state(prime, full, full_mask)
-    (_, _, caught, _), _, _ = model.prime_state(prime, full, full_mask, catch_up=True)
+    (_, _, kappa, _), _ = model.prime_state(prime, full, full_mask)
+    (_, _, caught, _), _ = model.prime_state(prime, full, full_mask, catch_up=True)
     pos = torch.arange(1, full.shape[1] + 1, dtype=torch.float32)
 
     def peak(k, row):  # where an even window over the K centres weighs most

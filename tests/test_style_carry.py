@@ -206,6 +206,27 @@ def test_styled_condition_fits_each_writer_on_other_words(tmp_path, capsys, one_
         measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], fit_words=10**6)
 
 
+def test_more_prime_lines_prime_with_more_of_each_hand_and_change_nothing_else(tmp_path, capsys, one_thread):
+    """--prime-lines 3: each writer writes two further prime lines of unused words before the prime text; the
+    writing continues the prime text as with one line, and the prime's own features are over all three."""
+    _, one = _style(tmp_path, capsys, "--texts", "2", "--seed", "4")
+    _, r = _style(tmp_path, capsys, "--texts", "2", "--seed", "4", "--prime-lines", "3")
+    assert r["prime_text"] == one["prime_text"] and r["texts"] == one["texts"]
+    lines = r["prime_lines"]
+    assert len(lines) == 3 and lines[-1] == r["prime_text"] and all(2 <= len(t.split()) <= 3 for t in lines)
+    words = [w for t in lines for w in t.split()]
+    assert len(words) == len(set(words)) and not set(words) & {w for t in r["texts"] for w in t.split()}
+    for i, (w, row, row1) in enumerate(zip(held_out_writers(), r["writers"], one["writers"])):
+        mine = [w.write(t, _seed(4, i, 0x9A1, j)) for j, t in enumerate(lines[:-1])] + [w.write(lines[-1], _seed(4, i, 0x9A1))]
+        assert row["own_prime"] == pytest.approx(mean_features(mine))
+        assert row["prime"]["text"] == " / ".join(lines)
+        assert row["unprimed"] == row1["unprimed"] and row["reference"] == row1["reference"]
+        assert row["piece_chars"] == row1["piece_chars"]  # the pieces are those of the prime text alone
+    assert any(row["primed"] != row1["primed"] for row, row1 in zip(r["writers"], one["writers"]))
+    with pytest.raises(Exception, match="prime-lines"):
+        measure("graves-synthesis-tiny", n_texts=1, words="random", writers=held_out_writers()[:3], prime_lines=0)
+
+
 def test_the_training_hands_control_is_measured_and_labelled(tmp_path, capsys, one_thread):
     printed, r = _style(tmp_path, capsys, "--texts", "1", "--hands", "training")
     assert "8 writers drawn as the training lines are (the control)" in printed

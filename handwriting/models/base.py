@@ -26,6 +26,9 @@ class Priming(NamedTuple):
 
     offsets: Any  # numpy (P, 3)
     text_ids: torch.Tensor
+    #: further lines of the same hand, ``(offsets, text_ids)`` pairs (each line's own text, no trailing space),
+    #: which a model may read for what a few words show too little of (the synthesis network: its rate of lifts)
+    more: tuple = ()
 
 
 class WrittenRows(NamedTuple):

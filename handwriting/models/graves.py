@@ -44,8 +44,9 @@ inputs ``[start, x_1 … x_{T-1}]``, targets ``x_1 … x_T``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -82,8 +83,11 @@ __all__ = [
     "concat_texts",
     "window_stop",
     "drop_leading",
-    "lift_offset",
-    "LIFT_OFFSET_MAX",
+    "shift_for_lifts",
+    "rehearsed_lift_offsets",
+    "REHEARSAL_SHIFTS",
+    "REHEARSAL_REPEATS",
+    "REHEARSAL_SHARE",
     "sample_rows",
 ]
 
@@ -433,9 +437,8 @@ class SynthesisNetwork(_GravesBase):
     @torch.inference_mode()
     def prime_state(self, prime: Prime, text: torch.Tensor, text_mask: torch.Tensor, catch_up: bool = False):
         """Run the network over the prime strokes (teacher forcing) with the window over ``text`` (the
-        concatenated text); rows stop at their own prime length.  Returns the step state, each row's
-        last prime point (the first input of the continuation) and each row's :func:`lift_offset` (how much
-        more often the prime lifts the pen than the network expected).  ``catch_up`` (what sampling does): a
+        concatenated text); rows stop at their own prime length.  Returns the step state and each row's
+        last prime point (the first input of the continuation).  ``catch_up`` (what sampling does): a
         window left more than one character short of the prime's closing space is moved on to it."""
         _check_x(prime.x, "prime.x")
         B, Tp, _ = prime.x.shape
@@ -453,12 +456,10 @@ class SynthesisNetwork(_GravesBase):
         w = torch.zeros(B, A, device=device)
         inputs = _shift_inputs(prime.x.float())
         phi = torch.zeros(B, text.shape[1] + 1, device=device)
-        eos = torch.zeros(B, Tp, device=device)  # the network's end-of-stroke logit at each prime point
         for t in range(int(plen.max())):
             active = (t < plen).view(B, 1)
             h_old, c_old, kappa_old, w_old = list(h), list(c), kappa, w
             raw, kappa, w, phi_t, *_ = synthesis_step(pk, inputs[:, t], h, c, kappa, w)
-            eos[:, t] = raw[:, 0]
             phi = torch.where(active, phi_t[:, 0], phi)
             if not bool(active.all()):
                 h = [torch.where(active, a, b) for a, b in zip(h, h_old)]
@@ -472,7 +473,7 @@ class SynthesisNetwork(_GravesBase):
             peak = phi.argmax(1).float() + 1  # the window's positions u are 1-based
             kappa = kappa + ((closing - peak) * (peak < closing - 1)).unsqueeze(1)
         last = prime.x.float()[torch.arange(B, device=device), plen - 1]
-        return (h, c, kappa, w), last, lift_offset(eos, prime.x[..., 2].float(), x_mask)
+        return (h, c, kappa, w), last
 
     @torch.inference_mode()
     def sample(
@@ -487,7 +488,7 @@ class SynthesisNetwork(_GravesBase):
         internals: bool = False,
         points_per_char: int = 40,
         stop: bool = True,
-        match_lifts: bool = True,
+        lift_offset: float | torch.Tensor | None = None,
     ) -> SampleResult:
         """Write ``text`` (B, U) (ids, 0 = padding) — all rows at once.
 
@@ -497,8 +498,9 @@ class SynthesisNetwork(_GravesBase):
         (§5.5): the window runs over the prime's text followed by ``text`` (from the prime's end: ``catch_up`` of
         :meth:`prime_state`); strokes the network ends before its window reaches ``text`` finish the prime (a hand
         that dots and crosses after the word does so there) and are left out of the row (:func:`drop_leading`),
-        since the prime is not on the page to receive them; ``match_lifts``: where the prime lifts the pen more
-        often than the network expected, it lifts more often too (:func:`lift_offset`).  ``internals=True`` also returns
+        since the prime is not on the page to receive them.  ``lift_offset`` (one value or one per row) is added to
+        the end-of-stroke logit: > 0 lifts the pen more often, < 0 less (:meth:`rehearse_lifts` finds the one of a
+        prime's hand).  ``internals=True`` also returns
         the per-step mixture parameters and window (φ, κ, α, β, w) for plotting.  ``stop=False`` ignores
         the window rule (every row runs to its length guard: fixed-length sampling, benchmarks).
         """
@@ -526,7 +528,7 @@ class SynthesisNetwork(_GravesBase):
             prime = Prime(
                 prime.x.to(device), ptext, None if prime.x_mask is None else prime.x_mask.to(device), pmask
             )
-            (h, c, kappa, w), x, offset = self.prime_state(prime, full, full_mask, catch_up=True)
+            (h, c, kappa, w), x = self.prime_state(prime, full, full_mask, catch_up=True)
             first_new = pmask.sum(1)  # where each row's own text begins in `full`
             on_text = torch.zeros(B, dtype=torch.bool, device=device)
         else:
@@ -536,11 +538,10 @@ class SynthesisNetwork(_GravesBase):
             kappa = torch.zeros(B, K, device=device)
             w = torch.zeros(B, A, device=device)
             x = _start_token(B, device)[:, 0]
-            offset = None
         pk = synthesis_step_pack(self, full, full_mask)
         U1 = full.shape[1] + 1
         sampler = StepSampler(B, M, steps, bias, generator, device, cfg.log_sigma_min, cfg.log_sigma_max, cfg.rho_max,
-                              lift_offset=offset if match_lifts else None)
+                              lift_offset=None if lift_offset is None else torch.as_tensor(lift_offset, device=device).expand(B))
         out = torch.zeros(B, steps, 3, device=device)
         lengths = torch.zeros(B, dtype=torch.long, device=device)
         lead = torch.zeros(B, dtype=torch.long, device=device)  # primed: points of strokes that finish the prime
@@ -601,37 +602,86 @@ class SynthesisNetwork(_GravesBase):
             res.internals = _window_internals(phi_bt, rec["abk"][:T].transpose(0, 1), torch.bmm(phi_bt, onehot), K)
         return res
 
+    @torch.inference_mode()
+    def rehearse_lifts(self, prime: Prime, lines: Prime, bias: float, generator: torch.Generator | None = None) -> float:
+        """The shift of the end-of-stroke logit at which the network, primed with ``prime`` (one row), lifts the
+        pen as often as the prime's hand did in ``lines`` (rows of that hand's ink, each with its own text; the
+        prime itself can be one).  The network writes every line's text after the prime at every shift of
+        :data:`REHEARSAL_SHIFTS`, :data:`REHEARSAL_REPEATS` times, at ``bias``, and :func:`shift_for_lifts` reads
+        the shift off its lifts.  A rate of lifts is a property of a hand *and* of its letters: rehearsing the
+        hand's own texts compares the two on the same letters, and writing freely (not teacher-forced) measures
+        what sampling will do."""
+        S, R, J = len(REHEARSAL_SHIFTS), REHEARSAL_REPEATS, lines.x.shape[0]
+        n = S * R * J
+        shifts = torch.tensor(REHEARSAL_SHIFTS, device=self.device).repeat_interleave(J).repeat(R)  # (R, S, J) order
+        text = lines.text.repeat(S * R, 1)
+        many = Prime(prime.x.expand(n, -1, -1), prime.text.expand(n, -1),
+                     None if prime.x_mask is None else prime.x_mask.expand(n, -1),
+                     None if prime.text_mask is None else prime.text_mask.expand(n, -1))
+        res = self.sample(text, lines.text_mask.repeat(S * R, 1) if lines.text_mask is not None else None, bias=bias,
+                          generator=generator, prime=many, lift_offset=shifts)
+        keep = torch.arange(res.strokes.shape[1], device=self.device).unsqueeze(0) < res.lengths.unsqueeze(1)
+        written = (res.strokes[..., 2] * keep).sum(1).view(R, S, J).sum((0, 2)) / R
+        mask = lines.x_mask if lines.x_mask is not None else torch.ones(lines.x.shape[:2], dtype=torch.bool, device=self.device)
+        hand = float((lines.x[..., 2] * mask).sum())
+        return shift_for_lifts(REHEARSAL_SHIFTS, written.tolist(), hand)
+
     def write_rows(self, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
                    max_steps: int | None = None) -> WrittenRows:
-        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`:
-        :func:`sample_rows`."""
-        return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps)
+        """The writing interface (:class:`~handwriting.models.base.TextWriter`) over :meth:`sample`
+        (:func:`sample_rows`); primed, each row's rate of pen lifts moves towards the prime's hand's
+        (:func:`rehearsed_lift_offsets`)."""
+        shift = None if prime is None else rehearsed_lift_offsets(self, prime, bias, generator)
+        return sample_rows(self, text_ids, text_mask, bias, generator, prime, internals, max_steps, lift_offset=shift)
 
 
-#: the largest shift of the end-of-stroke logit :func:`lift_offset` gives (odds of a lift times e³ ≈ 20)
-LIFT_OFFSET_MAX = 3.0
+#: the shifts of the end-of-stroke logit a primed network rehearses at (:meth:`SynthesisNetwork.rehearse_lifts`)
+REHEARSAL_SHIFTS = (-1.5, -0.5, 0.5, 1.5, 2.5)
+#: how often it writes each of the hand's lines at each shift
+REHEARSAL_REPEATS = 2
+#: the share of the rehearsed shift that sampling takes: matching a hand's rate of lifts in full costs legibility
+REHEARSAL_SHARE = 0.5
 
 
-def lift_offset(eos_logits: torch.Tensor, lifts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """How much more often a prime lifts the pen than the network expected, per row: the shift δ of the
-    end-of-stroke logit that makes the network's expected number of lifts over the prime's points,
-    Σ_t σ(ê_t + δ), equal the prime's lifts Σ_t e_t (δ's maximum-likelihood value on the prime), kept in
-    [0, :data:`LIFT_OFFSET_MAX`].  ``eos_logits`` (B, T) are the network's teacher-forced logits at the
-    prime's points, ``lifts`` (B, T) the prime's pen column, ``mask`` (B, T) its real points.
+def shift_for_lifts(shifts: Sequence[float], written: Sequence[float], hand: float) -> float:
+    """The shift at which the network lifts the pen ``hand`` times, from ``written[i]``, its lifts when it wrote
+    the same texts at ``shifts[i]``: the least-squares line through log lifts against the shift (half a lift
+    added to every count, so that none is zero), solved for the hand's count and kept within the shifts tried;
+    0 where the lifts do not rise with the shift."""
+    x = torch.tensor([float(v) for v in shifts], dtype=torch.float64)
+    y = torch.log(torch.tensor([float(v) for v in written], dtype=torch.float64) + 0.5)
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"shift_for_lifts: needs as many lift counts as shifts, at least two ({len(y)}, {len(x)})")
+    xc = x - x.mean()
+    slope = float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+    if slope <= 0:
+        return 0.0
+    at = float(x.mean()) + (math.log(float(hand) + 0.5) - float(y.mean())) / slope
+    return min(max(at, float(x.min())), float(x.max()))
 
-    Only a shift upward is taken: a lift the network gave little probability to is evidence that the hand lifts
-    more often, but a prime with fewer lifts than the sum is not evidence that it lifts less — where the network
-    is unsure exactly *when* a stroke ends it spreads the lift over several points, and under teacher forcing
-    it goes on predicting it until the real one comes, so the sum counts one lift several times."""
-    m = mask.to(eos_logits.dtype)
-    target = (lifts.to(eos_logits.dtype) * m).sum(1)
-    lo = torch.zeros_like(target)
-    hi = torch.full_like(target, LIFT_OFFSET_MAX)
-    for _ in range(40):  # bisection: the expected count rises with δ
-        mid = (lo + hi) / 2
-        more = (torch.sigmoid(eos_logits + mid.unsqueeze(1)) * m).sum(1) < target
-        lo, hi = torch.where(more, mid, lo), torch.where(more, hi, mid)
-    return lo  # exactly 0 where the prime lifts no more often than expected
+
+def rehearsed_lift_offsets(model: SynthesisNetwork, prime: Priming, bias: Sequence[float], generator) -> torch.Tensor:
+    """Per row, the shift of the end-of-stroke logit that writing after the writing interface's ``prime`` takes:
+    :data:`REHEARSAL_SHARE` of :meth:`SynthesisNetwork.rehearse_lifts` at the row's bias (once per distinct bias),
+    over the prime's own line and its further lines (``prime.more``).  The rehearsal
+    draws from its own generator, seeded from ``generator``'s state without advancing it: the writing then draws
+    the same random numbers as without a rehearsal."""
+    device = model.device
+    normalizer = getattr(model, "normalizer", None) or Normalizer()
+    p = Prime(torch.from_numpy(normalizer.normalize(prime.offsets))[None].to(device), prime.text_ids[None].to(device))
+    own = [(prime.offsets, prime.text_ids[:-1])]  # the prime's text ends with the space before the new text
+    lines = _padded_prime([normalizer.normalize(o) for o, _ in own + list(prime.more)],
+                          [t for _, t in own + list(prime.more)], device)
+    seed = None
+    if generator is not None:
+        clone = torch.Generator(device=generator.device)
+        clone.set_state(generator.get_state())
+        seed = int(torch.randint(0, 2**62, (1,), generator=clone, device=generator.device))
+    shifts = {}
+    for k, b in enumerate(sorted(set(float(v) for v in bias))):
+        g = None if seed is None else torch.Generator(device=device).manual_seed(seed + k)
+        shifts[b] = REHEARSAL_SHARE * model.rehearse_lifts(p, lines, b, g)
+    return torch.tensor([shifts[float(v)] for v in bias], dtype=torch.float32, device=device)
 
 
 def drop_leading(out: torch.Tensor, lengths: torch.Tensor, lead: torch.Tensor, rec: dict | None = None):
@@ -726,11 +776,12 @@ def window_stop(phi: torch.Tensor, phi_end: torch.Tensor) -> torch.Tensor:
 
 
 def sample_rows(model, text_ids, text_mask, bias, generator, prime: Priming | None = None, internals: bool = False,
-                max_steps: int | None = None) -> WrittenRows:
+                max_steps: int | None = None, lift_offset: torch.Tensor | None = None) -> WrittenRows:
     """:meth:`~handwriting.models.base.TextWriter.write_rows` for a model whose ``sample`` draws normalised
     offsets into a :class:`SampleResult` (the synthesis network, the MDN transformer): the prime goes in
     normalised with ``model.normalizer`` (none: identity) and the rows come out denormalised with it; the
-    internals are cut to each row's points (φ also to the characters the row's window ran over)."""
+    internals are cut to each row's points (φ also to the characters the row's window ran over).
+    ``lift_offset`` goes to ``sample`` where given (the synthesis network's)."""
     device = next(model.parameters()).device
     normalizer = getattr(model, "normalizer", None) or Normalizer()
     B = text_ids.shape[0]
@@ -741,6 +792,7 @@ def sample_rows(model, text_ids, text_mask, bias, generator, prime: Priming | No
     res = model.sample(
         text=text_ids, text_mask=text_mask, bias=torch.tensor(list(bias), dtype=torch.float32, device=device),
         generator=generator, max_steps=max_steps, internals=internals, prime=primed,
+        **({} if lift_offset is None else {"lift_offset": lift_offset}),
     )  # fmt: skip
     seqs = [normalizer.denormalize(s) for s in res.sequences()]
     stopped = [bool(s) for s in res.stopped.tolist()]
@@ -761,6 +813,18 @@ def sample_rows(model, text_ids, text_mask, bias, generator, prime: Priming | No
             d["eos"] = torch.sigmoid(params.eos_logit[r, :n].float()).cpu().numpy()
         extra.append(d)
     return WrittenRows(seqs, stopped, extra)
+
+
+def _padded_prime(offsets: Sequence, texts: Sequence[torch.Tensor], device) -> Prime:
+    """Lines of ink (normalised numpy offsets) and their text ids as one zero-padded, masked :class:`Prime`."""
+    T, U = max(len(o) for o in offsets), max(len(t) for t in texts)
+    x = torch.zeros(len(offsets), T, 3)
+    text = torch.zeros(len(texts), U, dtype=torch.long)
+    for r, (o, t) in enumerate(zip(offsets, texts)):
+        x[r, : len(o)] = torch.from_numpy(o)
+        text[r, : len(t)] = t.cpu()
+    x_mask = torch.arange(T).unsqueeze(0) < torch.tensor([len(o) for o in offsets]).unsqueeze(1)
+    return Prime(x.to(device), text.to(device), x_mask.to(device), (text != 0).to(device))
 
 
 # ----------------------------------------------------------------------------------------------------------
